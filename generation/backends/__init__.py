@@ -1,0 +1,1 @@
+"""The one client layer for OpenAI-compatible chat endpoints."""

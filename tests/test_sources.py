@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from generation.config import DatasetConfig
+from generation.errors import InputDataError
+from generation.sources import load_questions
+
+
+def test_loads_a_local_csv_in_order(tmp_path: Path):
+    path = tmp_path / "q.csv"
+    path.write_text("id,text\n1,can hair loss grow back\n2,\n3,what causes gout\n", encoding="utf-8")
+    rows = load_questions(DatasetConfig(path="csv", data_files=str(path), column="text"))
+    assert rows == ["can hair loss grow back", None, "what causes gout"]
+
+
+def test_loads_json_lines_with_another_split_name(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"q": "is eczema contagious"}\n{"q": "what is gout"}\n', encoding="utf-8")
+    cfg = DatasetConfig(path="json", data_files={"test": str(path)}["test"], split="train", column="q")
+    assert load_questions(cfg) == ["is eczema contagious", "what is gout"]
+
+
+def test_missing_column_lists_the_columns(tmp_path: Path):
+    path = tmp_path / "q.csv"
+    path.write_text("text\nhello\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"no column 'question' \(dataset.column\); columns are \['text'\]"):
+        load_questions(DatasetConfig(path="csv", data_files=str(path)))
+
+
+def test_missing_file_and_empty_dataset(tmp_path: Path):
+    with pytest.raises(InputDataError, match=r"missing.csv: dataset file not found \(dataset.data_files\)"):
+        load_questions(DatasetConfig(path="csv", data_files=str(tmp_path / "missing.csv")))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("question\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="empty"):
+        load_questions(DatasetConfig(path="csv", data_files=str(empty)))
+
+
+def test_non_utf8_file_is_one_line_error(tmp_path: Path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("question\ncaf\xe9 au lait allergy\n".encode("latin-1"))
+    with pytest.raises(InputDataError) as err:
+        load_questions(DatasetConfig(path="csv", data_files=str(path)))
+    assert "\n" not in str(err.value)
+    assert "UTF-8" in str(err.value) or "utf-8" in str(err.value)
+
+
+def test_non_text_column_names_the_row(tmp_path: Path):
+    path = tmp_path / "nums.csv"
+    path.write_text("question\n1\n2\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"row 0: column 'question' holds int, expected text"):
+        load_questions(DatasetConfig(path="csv", data_files=str(path)))
