@@ -28,6 +28,9 @@ def test_parse_question_strips_preambles_labels_and_quotes():
         "Sure! New question: Can shingles come back?\n\nThis asks about recurrence.": "Can shingles come back?",
         "**What foods help lower cholesterol?**": "What foods help lower cholesterol?",
         "1. Is gout hereditary?": "Is gout hereditary?",
+        "What a wonderful question! How long does food poisoning usually last?": "How long does food poisoning usually last?",
+        "Your query has been corrected. Is osteoporosis reversible with medication?": "Is osteoporosis reversible with medication?",
+        "The answer to the question: how do you get rid of warts?": "how do you get rid of warts?",
     }
     for raw, expected in cases.items():
         assert parse_question(raw, QF) == (expected, None), raw
@@ -54,6 +57,9 @@ def test_question_filters():
     assert check_question("can you get shingles twice", relaxed) is None
     assert check_question("Hair loss is very common in men.", relaxed) == "not_a_question"
     assert check_question("What is the new question about shingles?", QF) == "meta_text"
+    assert check_question("what can be asked about a term that is not mentioned in this question?", QF) == "meta_text"
+    assert check_question("Can you tell me more about what kidney infections are?", QF) == "addressed_to_reader"
+    assert check_question("is there a diet change you're looking for that helps gallbladder problems?", QF) == "addressed_to_reader"
 
 
 def test_plan_slots_is_deterministic_and_seeded():

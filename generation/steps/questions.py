@@ -26,6 +26,7 @@ from generation.steps.common import DroppedRow, derive_seed, first_match, render
 
 log = logging.getLogger(__name__)
 
+SENTENCE_BREAK = re.compile(r"(?<=[.!:;])\s+")
 QUESTION_WORDS = re.compile(
     r"^(what|whats|how|why|when|where|which|who|whom|whose|is|are|was|were|can|could|do|does|did|should|"
     r"would|will|may|might|must|has|have|had|am)\b",
@@ -83,6 +84,8 @@ def parse_question(raw: str, filters: QuestionFilters) -> tuple[str | None, str 
         return None, "multiple_questions"
     if "?" in candidate:
         candidate = candidate[: candidate.index("?") + 1]
+        # "What a great question! How long does flu last?" -> the interrogative sentence only
+        candidate = SENTENCE_BREAK.split(candidate)[-1]
     candidate = strip_preamble(candidate, filters.preamble_patterns)
     if not candidate:
         return None, "empty"
