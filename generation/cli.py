@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from generation import __version__
-from generation.config import DEFAULT_CONFIG, RunConfig, dump_config_yaml, load_config
-from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, SynthgenError
+from generation.config import DEFAULT_CONFIG, RunConfig, dump_config_yaml, load_config, load_saved_config
+from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, ConfigError, SynthgenError
 
 log = logging.getLogger("generation")
 
@@ -142,12 +142,41 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     click.echo("\n".join(lines), err=True)
 
 
-def _run_stages(cfg: RunConfig, output_dir: Path | None, stages: tuple[str, ...], questions_file: Path | None = None) -> int:
+def _command_line(*args: str | Path | None, overrides: tuple[str, ...] = ()) -> str:
+    """The secret-free command line of this invocation, recorded for the dataset card."""
+    from generation.publish import public_command
+
+    ctx = click.get_current_context()
+    argv = ["synthgen", ctx.info_name or ""]
+    flags = iter(args)
+    for flag, value in zip(flags, flags):
+        if value:
+            argv += [str(flag)] if value is True else [str(flag), str(value)]
+    for override in overrides:
+        argv += ["--set", override]
+    return public_command(argv)
+
+
+def _remember_force(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    ctx.meta["force"] = value
+    return value
+
+
+force_option = click.option(
+    "--force", is_flag=True, expose_value=False, callback=_remember_force,
+    help="Discard shards in the run folder that were made with a different config.",
+)  # fmt: skip
+
+
+def _run_stages(
+    cfg: RunConfig, output_dir: Path | None, stages: tuple[str, ...], questions_file: Path | None = None, command: str | None = None
+) -> int:  # fmt: skip
     from generation.pipeline import output_dir_for, run_pipeline
 
     out_dir = output_dir_for(cfg, output_dir)
     quiet = click.get_current_context().find_root().obj["verbosity"] < 0
-    summary = run_pipeline(cfg, out_dir, stages, questions_file, show_progress=not quiet)
+    force = bool(click.get_current_context().meta.get("force"))
+    summary = run_pipeline(cfg, out_dir, stages, questions_file, show_progress=not quiet, command=command, force=force)
     _print_summary(summary, out_dir)
     shortfall = summary.get("stages", {}).get("questions", {}).get("shortfall", 0)
     if shortfall and cfg.strict:
@@ -161,10 +190,20 @@ def _run_stages(cfg: RunConfig, output_dir: Path | None, stages: tuple[str, ...]
 @output_option
 @click.option("--dry-run", is_flag=True, help="Validate config and data, estimate requests/tokens/time; no model calls.")
 @click.option("--strict", is_flag=True, help="Exit with status 3 if fewer questions than the target were produced.")
+@click.option("--push-to-hub", "push_repo", metavar="ORG/NAME", default=None, help="Upload the run folder to this Hub dataset repo at the end.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repo as private.")
+@force_option
 @handle_errors
-def run(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, dry_run: bool, strict: bool) -> int:
-    """Run the whole pipeline: questions.csv, then questions_and_responses.csv (+ .jsonl)."""
+def run(
+    config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, dry_run: bool, strict: bool,
+    push_repo: str | None, private: bool,
+) -> int:  # fmt: skip
+    """Run the whole pipeline: questions.csv, then questions_and_responses.csv (+ .jsonl, .parquet, README.md card)."""
     cfg = _load(config_path, overrides, strict)
+    if push_repo:
+        from generation.publish import check_repo_id
+
+        check_repo_id(push_repo)
     if dry_run:
         from generation.pipeline import estimate, output_dir_for
 
@@ -172,17 +211,28 @@ def run(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path |
         report["output_dir"] = str(output_dir_for(cfg, output_dir))
         click.echo(json.dumps(report, indent=2))
         return EXIT_OK
-    return _run_stages(cfg, output_dir, ("questions", "responses"))
+    command = _command_line("-c", config_path, "-o", output_dir, "--strict", strict, overrides=overrides)
+    code = _run_stages(cfg, output_dir, ("questions", "responses"), command=command)
+    if push_repo and code != EXIT_OK:
+        log.warning("not pushed to %s: the run did not succeed", push_repo)
+    elif push_repo:
+        from generation.pipeline import output_dir_for
+        from generation.publish import push_to_hub
+
+        click.echo(f"pushed to {push_to_hub(output_dir_for(cfg, output_dir), push_repo, private)}", err=True)
+    return code
 
 
 @cli.command()
 @config_options
 @output_option
 @click.option("--strict", is_flag=True, help="Exit with status 3 if fewer questions than the target were produced.")
+@force_option
 @handle_errors
 def questions(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, strict: bool) -> int:
     """Only the question stage: load, preprocess and modify seed questions into questions.csv."""
-    return _run_stages(_load(config_path, overrides, strict), output_dir, ("questions",))
+    command = _command_line("-c", config_path, "-o", output_dir, "--strict", strict, overrides=overrides)
+    return _run_stages(_load(config_path, overrides, strict), output_dir, ("questions",), command=command)
 
 
 @cli.command()
@@ -192,10 +242,90 @@ def questions(config_path: Path | None, overrides: tuple[str, ...], output_dir: 
     "--questions", "questions_file", type=click.Path(path_type=Path), default=None,
     help="CSV with a 'question' column (default: questions.csv in the run folder).",
 )  # fmt: skip
+@force_option
 @handle_errors
 def responses(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, questions_file: Path | None) -> int:
     """Only the answer stage: chosen/rejected answers for an existing questions CSV."""
-    return _run_stages(_load(config_path, overrides), output_dir, ("responses",), questions_file)
+    command = _command_line("-c", config_path, "-o", output_dir, "--questions", questions_file, overrides=overrides)
+    return _run_stages(_load(config_path, overrides), output_dir, ("responses",), questions_file, command)
+
+
+def _run_folder_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder.",
+    )(func)  # fmt: skip
+
+
+@cli.command()
+@_run_folder_option
+@click.option("--repo-id", required=True, metavar="ORG/NAME", help="Hub dataset repo (created if missing).")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@handle_errors
+def push(output_dir: Path, repo_id: str, private: bool) -> int:
+    """Upload a run folder's published files (card, pairs, provenance, config, summary) to the Hugging Face Hub.
+
+    The token comes from HF_TOKEN or `hf auth login`; cache/ and logs/ are never uploaded.
+    """
+    from generation.publish import push_to_hub
+
+    click.echo(f"pushed to {push_to_hub(output_dir, repo_id, private)}", err=True)
+    return EXIT_OK
+
+
+@cli.command()
+@_run_folder_option
+@handle_errors
+def card(output_dir: Path) -> int:
+    """Rewrite the dataset card (README.md) of a run folder, e.g. after an evaluation added eval/summary.json."""
+    from generation.publish import write_card
+
+    click.echo(str(write_card(output_dir)))
+    return EXIT_OK
+
+
+@cli.command("dpo-check")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Where dpo_check.json and dpo_check.png go; also the default place of the data.")  # fmt: skip
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="prompt/chosen/rejected CSV or conversational JSONL (default: OUTDIR/questions_and_responses.csv).")  # fmt: skip
+@click.option("--model", "model_ref", default=None, metavar="CONFIG",
+              help="DPO model YAML, or a name in configs/models/dpo/ (default: smollm2-135m, the embedded model).")  # fmt: skip
+@click.option("--steps", type=click.IntRange(min=1), default=15, show_default=True, help="DPO training steps per seed.")
+@click.option("--eval-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3, show_default=True,
+              help="Fraction of topics held out for evaluation.")  # fmt: skip
+@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True, help="Repeats, each with its own split and training order.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=5e-5, show_default=True)
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="DPO beta.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@handle_errors
+def dpo_check(
+    output_dir: Path, data: Path | None, model_ref: str | None, steps: int, eval_fraction: float, seeds: int,
+    seed: int, batch_size: int, learning_rate: float, beta: float, device: str,
+) -> int:  # fmt: skip
+    """Check whether the pairs carry a learnable preference: held-out preference before and after a short DPO run."""
+    from generation.dpo_check import CheckSettings, load_dpo_model_config, run_check
+
+    settings = CheckSettings(
+        steps=steps, eval_fraction=eval_fraction, seeds=seeds, seed=seed, batch_size=batch_size,
+        learning_rate=learning_rate, beta=beta, device=device,  # type: ignore[arg-type]
+    )  # fmt: skip
+    report = run_check(data or output_dir / "questions_and_responses.csv", output_dir, load_dpo_model_config(model_ref), settings)
+    figures = report["figures"]
+    lines = ["", f"DPO check on {report['pairs']} pairs ({report['topics']} topics), {seeds} seed(s), {steps} steps"]
+    for key, label in (("preference_accuracy", "accuracy"), ("margin_length_normalised", "margin/token")):
+        f = figures[key]
+        lines.append(
+            f"  held-out {label:<13} {f['before']['estimate']:.3f} -> {f['after']['estimate']:.3f}  "
+            f"change {f['delta']['estimate']:+.3f} (95% CI {f['delta']['ci_low']:+.3f} .. {f['delta']['ci_high']:+.3f})"
+        )
+    reward = figures["implicit_reward_accuracy"]
+    lines.append(f"  implicit reward accuracy {reward['estimate']:.3f} (95% CI {reward['ci_low']:.3f} .. {reward['ci_high']:.3f})")
+    lines.append(f"  {report['verdict']}")
+    lines.append(f"  elapsed {report['elapsed_s']:.0f} s, peak RSS {report['peak_rss_mb']:.0f} MB; {output_dir}/dpo_check.json")
+    click.echo("\n".join(lines), err=True)
+    return EXIT_OK
 
 
 @cli.command("serve-local")
@@ -232,6 +362,90 @@ def config_show(config_path: Path | None, overrides: tuple[str, ...], fmt: str) 
     """Print the effective config (domain pack < model file < run config < --set). It holds no secrets."""
     cfg = _load(config_path, overrides)
     click.echo(json.dumps(cfg.public_dict(), indent=2) if fmt == "json" else dump_config_yaml(cfg), nl=False)
+    return EXIT_OK
+
+
+def _load_for_run_folder(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path) -> RunConfig:
+    """``-c`` if given, else the effective config the run saved in its folder."""
+    if config_path is not None:
+        return _load(config_path, overrides)
+    saved = output_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{saved}: no saved config in the run folder; pass -c CONFIG")
+    return load_saved_config(saved, overrides)
+
+
+@cli.command()
+@config_options
+@output_option
+@click.option("--shards", type=click.IntRange(1), default=None, help="Number of array tasks (default: execution.shards).")
+@click.option("--wait", "wait_for_jobs", is_flag=True, help="Block, show progress per shard, exit non-zero if a job failed.")
+@force_option
+@handle_errors
+def submit(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, shards: int | None, wait_for_jobs: bool) -> int:
+    """Submit the run to Slurm: a Submitit array of shard tasks, then a gather job (afterok).
+
+    Submitting again into the same folder resubmits only the shards without a completion marker.
+    """
+    from generation.executors.slurm import submit as submit_jobs
+    from generation.executors.slurm import wait
+    from generation.pipeline import output_dir_for
+
+    extra = (f"execution.shards={shards}",) if shards else ()
+    cfg = _load(config_path, (*overrides, *extra))
+    out_dir = output_dir_for(cfg, output_dir).resolve()
+    command = _command_line("-c", config_path, "-o", out_dir, overrides=(*overrides, *extra))
+    force = bool(click.get_current_context().meta.get("force"))
+    submission = submit_jobs(cfg, out_dir, force=force, command=command)
+    ranks = ",".join(map(str, submission.shard_jobs)) or "none"
+    click.echo(f"array job   {submission.array_job_id or '-'} (shards {ranks} of {cfg.execution.shards})")
+    click.echo(f"gather job  {submission.gather_job_id}")
+    click.echo(f"logs        {submission.log_folder}/")
+    click.echo(f"follow with synthgen status -o {out_dir}   (or squeue -j {submission.array_job_id or submission.gather_job_id})")
+    if not wait_for_jobs:
+        return EXIT_OK
+    if wait(out_dir, submission, echo=lambda line: click.echo(line, err=True)):
+        click.echo(f"done: {out_dir}/", err=True)
+        return EXIT_OK
+    click.echo(f"synthgen: error: some jobs did not complete; see synthgen status -o {out_dir} and {submission.log_folder}/", err=True)
+    return EXIT_FAILURE
+
+
+@cli.command()
+@config_options
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder.")
+@handle_errors
+def gather(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path) -> int:
+    """Merge complete shards into the published files; refuses while a shard is incomplete."""
+    from generation.executors.slurm import read_submissions
+    from generation.pipeline import gather_shards
+
+    cfg = _load_for_run_folder(config_path, overrides, output_dir)
+    submissions = read_submissions(output_dir) if (output_dir / "submission.json").is_file() else []
+    stages = tuple(submissions[-1]["stages"]) if submissions else ("questions", "responses")
+    questions_file = Path(submissions[-1]["questions_file"]) if submissions and submissions[-1].get("questions_file") else None
+    summary = gather_shards(cfg, output_dir, stages, questions_file)
+    _print_summary(summary, output_dir)
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def status(output_dir: Path, as_json: bool) -> int:
+    """Which shards of a submitted run are done, pending, running or failed."""
+    from generation.executors.slurm import shard_status
+
+    report = shard_status(output_dir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return EXIT_OK
+    for rank, shard in report["shards"].items():
+        rows = f"  {shard['questions']} questions, {shard['pairs']} pairs" if shard["state"] == "DONE" else ""
+        click.echo(f"shard {rank:<5} {shard['state']:<14} job {shard['job'] or '-'}{rows}")
+    click.echo(f"gather      {report['gather']['state']:<14} job {report['gather']['job']}")
+    click.echo(f"logs        {report['log_folder']}/")
     return EXIT_OK
 
 

@@ -160,10 +160,28 @@ class EmbeddedServerConfig(StrictModel):
     startup_timeout_s: float = Field(120.0, gt=0)
 
 
+class SwarmConfig(StrictModel):
+    """Model endpoints started as Slurm jobs through llm-swarm (which runs in its own environment).
+
+    Each of ``instances`` endpoints is its own single-instance LLMSwarm; the client spreads requests
+    across them.
+    """
+
+    inference_engine: Literal["tgi", "vllm", "llamacpp"]
+    template: str  # sbatch template that llm-swarm fills ({{model}}, {{gpus}}, {{slurm_hosts_path}}, ...)
+    model: str  # HF model id or local folder; llm-swarm loads its tokenizer and fills {{model}} with it
+    revision: str = "main"
+    gpus: int = Field(1, ge=0)
+    instances: int = Field(1, ge=1, le=64)
+    per_instance_max_parallel_requests: int = Field(64, ge=1)
+    startup_timeout_s: float = Field(1800.0, gt=0)
+    gguf: EmbeddedServerConfig | None = None  # llamacpp only: the GGUF file and threads per server
+
+
 class BackendConfig(StrictModel):
     """One OpenAI-compatible chat backend. API keys are read from the variable named by ``api_key_env``."""
 
-    engine: Literal["embedded", "endpoint", "openai"]
+    engine: Literal["embedded", "endpoint", "openai", "swarm"]
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -171,11 +189,14 @@ class BackendConfig(StrictModel):
     timeout_s: float = Field(120.0, gt=0)
     expected_tokens_per_s: float = Field(75.0, gt=0)
     embedded: EmbeddedServerConfig | None = None
+    swarm: SwarmConfig | None = None
 
     @model_validator(mode="after")
     def _check_engine(self) -> "BackendConfig":
         if self.engine == "endpoint" and not self.base_url:
             raise ValueError("engine 'endpoint' needs base_url")
+        if self.engine == "swarm" and self.swarm is None:
+            raise ValueError("engine 'swarm' needs a swarm section")
         if self.engine == "embedded" and self.embedded is None:
             self.embedded = EmbeddedServerConfig()
         return self
@@ -208,6 +229,38 @@ class CacheConfig(StrictModel):
     enabled: bool = True
 
 
+class PublishConfig(StrictModel):
+    """What a run publishes beside the CSV/JSONL: card metadata and an optional seeded train/test split."""
+
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    license: str = Field("unknown", min_length=1)  # a Hugging Face license id; depends on the source data and model terms
+    language: list[str] = Field(default_factory=lambda: ["en"])
+    pretty_name: str | None = None
+
+
+class SlurmConfig(StrictModel):
+    """sbatch parameters for ``synthgen submit``: the shard array and the gather job."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_limit_min: int = Field(120, ge=1)
+    cpus_per_task: int = Field(2, ge=1)
+    gpus_per_task: int = Field(0, ge=0)
+    mem_gb: float | None = Field(None, gt=0)
+    array_parallelism: int = Field(64, ge=1)
+    gather_time_limit_min: int = Field(30, ge=1)
+    additional: dict[str, str | int | bool] = Field(default_factory=dict)  # any other sbatch option
+    requeue_on_timeout: int = Field(3, ge=0)  # how many times a shard hitting its time limit is requeued
+
+
+class ExecutionConfig(StrictModel):
+    """How the work is split: ``shards`` tasks (in this process for `run`, a Slurm array for `submit`)."""
+
+    shards: int = Field(1, ge=1, le=100_000)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+
+
 class RunConfig(StrictModel):
     """The effective config of one run."""
 
@@ -228,6 +281,8 @@ class RunConfig(StrictModel):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @model_validator(mode="after")
     def _check_counts(self) -> "RunConfig":
@@ -429,6 +484,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, _key_sources(layers), str(config_path))) from None
+
+
+def load_saved_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Validate an effective config a run saved (``config.yaml``), with optional ``--set`` overrides."""
+    set_layer = parse_overrides(overrides)
+    layers = [(str(path), read_yaml_mapping(path)), ("--set", set_layer)]
+    try:
+        return RunConfig.model_validate(deep_merge(layers[0][1], set_layer))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, _key_sources(layers), str(path))) from None
 
 
 def dump_config_yaml(cfg: RunConfig) -> str:

@@ -38,6 +38,24 @@ def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
         raise
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a library to write to; rename it into place on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_csv(path: Path, fieldnames: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> int:
     """Atomically write a UTF-8 CSV (RFC 4180 quoting: commas, quotes and newlines survive); returns rows."""
     count = 0
@@ -65,12 +83,24 @@ def write_json(path: Path, data: Any) -> None:
         handle.write("\n")
 
 
+def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: Any) -> int:
+    """Atomically write records as Parquet with the given ``datasets.Features`` (kept in the file); returns rows."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    records = list(records)
+    table = datasets.Dataset.from_dict({name: [r[name] for r in records] for name in features}, features=features)
+    with atomic_path(path) as tmp:
+        pq.write_table(table.data.table, tmp)  # the Arrow table carries the features; no progress bar
+    return len(records)
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)
 
 
-def read_csv_rows(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
+def read_csv_rows(path: Path, required: Iterable[str], allow_empty: bool = False) -> list[dict[str, str]]:
     """Read a UTF-8 CSV into dicts; a missing file/column, bad encoding or ragged row is a one-line error."""
     if not path.is_file():
         raise InputDataError(f"{path}: file not found")
@@ -97,6 +127,6 @@ def read_csv_rows(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
         raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise InputDataError(f"{path}: malformed CSV: {exc}") from None
-    if not rows:
+    if not rows and not allow_empty:
         raise InputDataError(f"{path}: no data rows")
     return rows

@@ -5,7 +5,6 @@ I/O stays here and in :mod:`generation.io`; the stages themselves are functions 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -19,20 +18,20 @@ from typing import Any
 
 from generation import __version__
 from generation.backends.cache import RequestCache
-from generation.backends.client import LLMClient, resolve_api_key
+from generation.backends.client import resolve_api_key
 from generation.config import RunConfig, dump_config_yaml
 from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
 from generation.errors import InputDataError
 from generation.io import read_csv_rows, write_csv, write_json, write_jsonl, write_text
 from generation.preprocess import preprocess_questions
+from generation.publish import PAIR_FIELDS, PAIRS_PARQUET, to_conversational, write_card, write_dataset_files
+from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, gather, pending_ranks, run_shard
 from generation.sources import load_questions
-from generation.steps.common import DroppedRow, derive_seed, render_messages
-from generation.steps.questions import QuestionRow, generate_questions
-from generation.steps.responses import PairRow, generate_responses
+from generation.steps.common import derive_seed, render_messages
+from generation.steps.questions import QuestionRow
+from generation.steps.responses import PairRow
 
 log = logging.getLogger(__name__)
-
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
 @dataclass(frozen=True)
@@ -182,33 +181,8 @@ def write_questions(paths: RunPaths, rows: list[QuestionRow]) -> None:
 def write_pairs(paths: RunPaths, pairs: list[PairRow]) -> None:
     """The DPO files: standard CSV, conversational JSONL and the provenance sidecar, all keyed by row."""
     write_csv(paths.pairs, PAIR_FIELDS, ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs))
-    write_jsonl(
-        paths.pairs_jsonl,
-        (
-            {
-                "prompt": [{"role": "user", "content": p.prompt}],
-                "chosen": [{"role": "assistant", "content": p.chosen}],
-                "rejected": [{"role": "assistant", "content": p.rejected}],
-            }
-            for p in pairs
-        ),
-    )
+    write_jsonl(paths.pairs_jsonl, (to_conversational({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) for p in pairs))
     write_jsonl(paths.provenance, ({"row": i, "prompt": p.prompt, **p.provenance} for i, p in enumerate(pairs)))
-
-
-def write_dropped(paths: RunPaths, stage: str, rows: list[DroppedRow]) -> None:
-    """Replace this stage's rows in ``dropped.csv``, keeping other stages' rows."""
-    kept: list[dict[str, Any]] = []
-    if paths.dropped.is_file():
-        kept = [row for row in read_csv_rows_lenient(paths.dropped) if row.get("stage") != stage]
-    write_csv(paths.dropped, DroppedRow.FIELDS, [*kept, *(row.as_row() for row in rows)])
-
-
-def read_csv_rows_lenient(path: Path) -> list[dict[str, str]]:
-    try:
-        return read_csv_rows(path, ["stage"])
-    except InputDataError:
-        return []
 
 
 def _load_summary(paths: RunPaths) -> dict[str, Any]:
@@ -222,53 +196,46 @@ def _load_summary(paths: RunPaths) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- runs
 
 
-async def _generate(
-    cfg: RunConfig, paths: RunPaths, base_url: str | None, stages: set[str], questions: list[QuestionRow] | None,
-    seeds: list[str] | None, summary: dict[str, Any], show_progress: bool,
-) -> None:  # fmt: skip
-    with open_cache(cfg, paths) as cache:
-        async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
-            await client.check_ready()
-            try:
-                if "questions" in stages:
-                    assert seeds is not None
-                    outcome = await generate_questions(seeds, cfg, client, show_progress)
-                    write_questions(paths, outcome.rows)
-                    write_dropped(paths, "questions", outcome.dropped)
-                    summary["stages"]["questions"] = outcome.stats
-                    questions = outcome.rows
-                    log.info("wrote %d questions to %s", len(outcome.rows), paths.questions)
-                    if outcome.stats["shortfall"]:
-                        log.warning(
-                            "SHORTFALL: %d of %d target questions produced (%d short; %d give-ups); see %s",
-                            outcome.stats["rows_out"], cfg.questions.target, outcome.stats["shortfall"],
-                            outcome.stats["give_ups"], paths.dropped,
-                        )  # fmt: skip
-                if "responses" in stages:
-                    assert questions is not None
-                    result = await generate_responses(questions, cfg, client, show_progress)
-                    write_pairs(paths, result.pairs)
-                    write_dropped(paths, "responses", result.dropped)
-                    summary["stages"]["responses"] = result.stats
-                    log.info("wrote %d preference pairs to %s", len(result.pairs), paths.pairs)
-            finally:
-                summary["usage"] = client.usage_summary()
-                summary["fallback_used"] = bool(client.fallback and client.fallback.usage)
+def gather_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], summary: dict[str, Any], questions_file: Path | None = None) -> None:
+    """Merge the shards into the published files and fold their figures into ``summary``."""
+    merged = gather(cfg, out_dir, stages, questions_file)
+    summary["stages"].update(merged["stats"])
+    summary["usage"] = merged["usage"]
+    summary["fallback_used"] = merged["fallback_used"]
+    summary["shards"] = merged["shards"]
+    summary["rows"] = merged["rows"]
+    questions = merged["stats"].get("questions")
+    if questions and questions.get("shortfall"):
+        log.warning(
+            "SHORTFALL: %d of %d target questions produced (%d short; %d give-ups); see %s",
+            questions["rows_out"], questions["target"], questions["shortfall"], questions["give_ups"], RunPaths(out_dir).dropped,
+        )  # fmt: skip
+    if "responses" in stages:
+        summary["publish"] = write_dataset_files(out_dir, cfg.publish.test_fraction, cfg.seed)
+    log.info("published %d questions and %d pairs in %s", merged["rows"]["questions"], merged["rows"]["pairs"], out_dir)
 
 
-def run_pipeline(
-    cfg: RunConfig,
-    out_dir: Path,
-    stages: tuple[str, ...] = ("questions", "responses"),
-    questions_file: Path | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Run the requested stages into ``out_dir`` and return the run summary (also saved as JSON)."""
-    paths = RunPaths(out_dir)
-    stage_set = set(stages)
+def normalise_stages(stages: tuple[str, ...] | set[str]) -> tuple[str, ...]:
+    return tuple(stage for stage in STAGES if stage in set(stages))
+
+
+def validate_inputs(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], questions_file: Path | None) -> Path | None:
+    """Fail on bad input before anything is written; returns the absolute questions file for answer-only runs."""
     preflight(cfg)
+    if "questions" in stages:
+        prepare_seed_questions(cfg)
+        return None
+    questions_file = (questions_file or RunPaths(out_dir).questions).resolve()
+    read_questions_file(questions_file)
+    return questions_file
+
+
+@contextmanager
+def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], command: str | None) -> Iterator[dict[str, Any]]:
+    """Yield the run summary to fill; on exit record status, timing and outputs and save it atomically."""
+    paths = RunPaths(out_dir)
     started = time.monotonic()
-    summary = _load_summary(paths) if stage_set == {"responses"} else {}
+    summary = _load_summary(paths) if stages == ("responses",) else {}
     summary.update(
         {
             "synthgen_version": __version__,
@@ -278,24 +245,15 @@ def run_pipeline(
             "model": cfg.backend.model,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "status": "running",
+            "command": command,
         }
     )
     summary.setdefault("stages", {})
-    seeds: list[str] | None = None
-    questions: list[QuestionRow] | None = None
-    if "questions" in stage_set:
-        seeds, seed_stats = prepare_seed_questions(cfg)
-        summary["stages"].update(seed_stats)
-    else:
-        source = questions_file or paths.questions
-        questions = read_questions_file(source)
-        summary["stages"]["responses_input"] = {"file": str(source), "rows": len(questions)}
-
     paths.root.mkdir(parents=True, exist_ok=True)
     write_text(paths.config, dump_config_yaml(cfg))
     try:
-        with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url:
-            asyncio.run(_generate(cfg, paths, base_url, stage_set, questions, seeds, summary, show_progress))
+        with mirrored_log(paths.run_log):
+            yield summary
         summary["status"] = "completed"
     except BaseException as exc:
         summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -309,11 +267,52 @@ def run_pipeline(
             for name, path in (
                 ("questions", paths.questions), ("pairs_csv", paths.pairs), ("pairs_jsonl", paths.pairs_jsonl),
                 ("provenance", paths.provenance), ("dropped", paths.dropped), ("config", paths.config),
+                ("pairs_parquet", paths.root / PAIRS_PARQUET),
             )
             if path.exists()
         }  # fmt: skip
-        if paths.root.exists():
-            write_json(paths.summary, summary)
+        write_json(paths.summary, summary)
+    if "responses" in stages:
+        log.info("wrote the dataset card %s", write_card(paths.root))
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    out_dir: Path,
+    stages: tuple[str, ...] = STAGES,
+    questions_file: Path | None = None,
+    show_progress: bool = True,
+    command: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run the requested stages into ``out_dir`` (every shard in this process, then gather).
+
+    Returns the run summary (also saved as JSON). ``command`` is the secret-free command line recorded
+    for the dataset card's *Reproduce* section. After the responses stage the Parquet/split files and
+    the dataset card are written too.
+    """
+    stages = normalise_stages(stages)
+    questions_file = validate_inputs(cfg, out_dir, stages, questions_file)
+    layout = ShardLayout(out_dir, stages)
+    world_size = cfg.execution.shards
+    fingerprint = config_fingerprint(cfg, stages, questions_file)
+    check_fingerprints(layout, fingerprint, world_size, force)
+    with summary_session(cfg, out_dir, stages, command) as summary:
+        pending = pending_ranks(layout, fingerprint, world_size)
+        summary["shards_skipped"] = world_size - len(pending)
+        for rank in pending:
+            run_shard(cfg, out_dir, rank, world_size, stages, questions_file, show_progress)
+        gather_run(cfg, out_dir, stages, summary, questions_file)
+    return summary
+
+
+def gather_shards(
+    cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, questions_file: Path | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Publish the shards of a (Slurm) run: the same files, summary and card as ``run_pipeline``."""
+    stages = normalise_stages(stages)
+    with summary_session(cfg, out_dir, stages, command) as summary:
+        gather_run(cfg, out_dir, stages, summary, questions_file)
     return summary
 
 
