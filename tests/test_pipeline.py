@@ -80,15 +80,29 @@ def test_run_end_to_end_and_resume_from_cache(model_server: str, tmp_path: Path)
     assert [row["origin"] for row in questions[:4]] == ["seed"] * 4
     assert "Run summary" in result.stderr and str(out) in result.stderr
 
-    # Same config + seed: same seed order and modification choices; the cache answers every request.
+    # A rerun into the same folder skips the complete shard and republishes the same rows.
     first_questions = (out / "questions.csv").read_bytes()
     first_pairs = (out / "questions_and_responses.csv").read_bytes()
     again = synthgen("run", "-c", str(config), "-o", str(out))
     assert again.returncode == 0, again.stderr
+    assert json.loads((out / "run_summary.json").read_text())["shards_skipped"] == 1
     assert (out / "questions.csv").read_bytes() == first_questions
     assert (out / "questions_and_responses.csv").read_bytes() == first_pairs
-    usage = json.loads((out / "run_summary.json").read_text())["usage"]["primary"]["total"]
+
+    # A shard that died before its completion marker is redone from the request cache: no model calls.
+    (out / "shards" / "00000" / "done.json").unlink()
+    resumed = synthgen("run", "-c", str(config), "-o", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["shards_skipped"] == 0
+    usage = summary["usage"]["primary"]["total"]
     assert usage["requests"] == 0 and usage["cache_hits"] > 0
+    assert (out / "questions.csv").read_bytes() == first_questions
+    assert (out / "questions_and_responses.csv").read_bytes() == first_pairs
+
+    # The same folder with another config is refused, unless --force.
+    changed = synthgen("run", "-c", str(config), "-o", str(out), "--set", "seed=8")
+    assert changed.returncode == 2 and "different config" in changed.stderr
 
 
 def test_same_seed_same_choices_without_cache(model_server: str, tmp_path: Path):
@@ -130,7 +144,7 @@ def test_embedded_engine_starts_and_stops_its_own_server(tmp_path: Path):
     port = json.loads((out / "run_summary.json").read_text())["usage"]["primary"]["endpoint"].split(":")[-1].split("/")[0]
     leftover = subprocess.run(["pgrep", "-f", f"llama_cpp.server.*--port {port}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the embedded server outlived the run"
-    assert (out / "logs" / "embedded-server.log").is_file()
+    assert (out / "shards" / "00000" / "logs" / "embedded-server.log").is_file()
 
 
 def test_strict_shortfall_still_publishes(model_server: str, tmp_path: Path):
@@ -169,7 +183,7 @@ def test_fallback_when_primary_is_unreachable(model_server: str, tmp_path: Path,
 
 
 def test_fallback_when_primary_dies_mid_run(model_server: str, tmp_path: Path):
-    """Two real servers: the primary is killed once questions.csv exists; answers move to the fallback."""
+    """Two real servers: the primary is killed once the answer stage starts; answers move to the fallback."""
     fallback_model = tmp_path / "local-fallback.yaml"
     fallback_model.write_text(f"backend: {{engine: endpoint, model: {MODEL_ALIAS}, base_url: '{model_server}'}}\n")
     primary = EmbeddedServer(EmbeddedServerConfig(n_threads=1), MODEL_ALIAS, tmp_path / "primary.log").start()
@@ -183,8 +197,11 @@ def test_fallback_when_primary_dies_mid_run(model_server: str, tmp_path: Path):
             [sys.executable, "-m", "generation", "run", "-c", str(config), "-o", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=os.environ.copy(),
         )  # fmt: skip
+        shard_log = out / "shards" / "00000" / "logs" / "synthgen.log"
         deadline = time.monotonic() + 300
-        while not (out / "questions.csv").exists() and process.poll() is None and time.monotonic() < deadline:
+        while process.poll() is None and time.monotonic() < deadline:
+            if shard_log.is_file() and "answering" in shard_log.read_text(encoding="utf-8"):
+                break
             time.sleep(0.05)
         primary.stop()
         stdout, stderr = process.communicate(timeout=300)
@@ -201,3 +218,17 @@ def test_fallback_when_primary_dies_mid_run(model_server: str, tmp_path: Path):
     # nothing lost: every question has a pair unless its answers were dropped for a stated reason
     dropped_questions = summary["stages"]["responses"]["questions_dropped"]
     assert len(pairs) + dropped_questions == len(questions)
+
+
+def test_local_shards_and_gather_refuses_inconsistent_shard_files(model_server: str, tmp_path: Path):
+    """`run` with 2 shards in-process; a shard whose files disagree with its marker is refused."""
+    config = tiny_config(tmp_path, model_server, questions={"seed_questions": 2, "target": 3}, execution={"shards": 2})
+    out = tmp_path / "run"
+    assert synthgen("run", "-c", str(config), "-o", str(out)).returncode == 0
+    shard_questions = out / "shards" / "00001" / "questions.csv"
+    _, rows = read_csv(shard_questions)
+    with open(shard_questions, "a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerow([rows[0][k] for k in ("question", "source_question", "modification", "origin", "qid")])
+    result = synthgen("gather", "-o", str(out))
+    assert result.returncode == 1
+    assert "but the marker says" in result.stderr and len(result.stderr.strip().splitlines()) == 1

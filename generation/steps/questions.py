@@ -42,6 +42,7 @@ class QuestionRow:
     source_question: str
     modification: str
     origin: str  # "seed" or "synthetic"
+    qid: str = ""  # stable id across shards: seed-<seed index> or syn-<synthetic slot index>
 
     FIELDS = ("question", "source_question", "modification", "origin")
 
@@ -125,19 +126,35 @@ def _near_duplicate(question: str, existing: list[str], threshold: float) -> str
     return match[0] if match else None
 
 
-async def generate_questions(seeds: list[str], cfg: RunConfig, client: LLMClient, show_progress: bool = True) -> QuestionsOutcome:
-    """Produce ``cfg.questions.target`` questions: the seeds plus filtered synthetic rewrites."""
+def seed_qid(index: int) -> str:
+    return f"seed-{index:07d}"
+
+
+def synthetic_qid(index: int) -> str:
+    return f"syn-{index:07d}"
+
+
+async def generate_questions(
+    seeds: list[str], cfg: RunConfig, client: LLMClient, show_progress: bool = True, rank: int = 0, world_size: int = 1
+) -> QuestionsOutcome:
+    """This shard's part of ``cfg.questions.target`` questions: its seeds plus filtered synthetic rewrites.
+
+    Seed ``i`` and synthetic slot ``j`` belong to shard ``i % world_size`` / ``j % world_size``; every shard
+    checks near-duplicates against all seeds.
+    """
     qcfg = cfg.questions
-    rows = [QuestionRow(q, q, "", "seed") for q in seeds]
+    rows = [QuestionRow(q, q, "", "seed", seed_qid(i)) for i, q in enumerate(seeds) if i % world_size == rank]
     n_synthetic = max(0, qcfg.target - len(seeds))
-    slots = plan_slots(seeds, n_synthetic, cfg.modifications, cfg.seed, qcfg.max_attempts)
+    slots = [slot for slot in plan_slots(seeds, n_synthetic, cfg.modifications, cfg.seed, qcfg.max_attempts) if slot.index % world_size == rank]
+    target = len(rows) + len(slots)
     accepted: dict[int, QuestionRow] = {}
     dropped: list[DroppedRow] = []
     reasons: Counter[str] = Counter()
     give_ups = 0
-    existing = [row.question for row in rows]
+    existing = list(seeds)
     pending = list(slots)
-    bar = tqdm(total=n_synthetic, desc="questions", unit="q", disable=not show_progress or n_synthetic == 0)
+    log.info("generating %d synthetic questions from %d seeds", len(slots), len(seeds))
+    bar = tqdm(total=len(slots), desc="questions", unit="q", disable=not show_progress or not slots)
 
     async def ask(slot: SyntheticSlot) -> str:
         modification = slot.modifications[slot.attempts]
@@ -163,7 +180,7 @@ async def generate_questions(seeds: list[str], cfg: RunConfig, client: LLMClient
                     if twin is not None:
                         reason, detail = "near_duplicate", f"similar to: {twin}"
                     else:
-                        accepted[slot.index] = QuestionRow(final, slot.source_question, modification, "synthetic")
+                        accepted[slot.index] = QuestionRow(final, slot.source_question, modification, "synthetic", synthetic_qid(slot.index))
                         existing.append(final)
                         bar.update(1)
                         continue
@@ -180,11 +197,11 @@ async def generate_questions(seeds: list[str], cfg: RunConfig, client: LLMClient
         bar.close()
 
     rows.extend(accepted[i] for i in sorted(accepted))
-    shortfall = qcfg.target - len(rows)
+    shortfall = target - len(rows)
     stats = {
-        "seed_questions": len(seeds),
-        "target": qcfg.target,
-        "synthetic_requested": n_synthetic,
+        "seed_questions": len(rows) - len(accepted),
+        "target": target,
+        "synthetic_requested": len(slots),
         "synthetic_accepted": len(accepted),
         "rejected_candidates": dict(sorted(reasons.items())),
         "give_ups": give_ups,

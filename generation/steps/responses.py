@@ -92,6 +92,7 @@ async def _answer(
 async def generate_responses(questions: list[QuestionRow], cfg: RunConfig, client: LLMClient, show_progress: bool = True) -> ResponsesOutcome:
     """Answer every question twice (chosen, rejected); keeps question order."""
     dropped: list[DroppedRow] = []
+    log.info("answering %d questions (chosen and rejected)", len(questions))
     bar = tqdm(total=len(questions), desc="responses", unit="pair", disable=not show_progress or not questions)
 
     async def one(question: QuestionRow) -> PairRow | None:
@@ -104,6 +105,7 @@ async def generate_responses(questions: list[QuestionRow], cfg: RunConfig, clien
                 return None
             (chosen_text, chosen_result, chosen_seed), (rejected_text, rejected_result, rejected_seed) = chosen, rejected
             provenance = {
+                "qid": question.qid,
                 "origin": question.origin,
                 "source_question": question.source_question,
                 "modification": question.modification,

@@ -1,0 +1,1 @@
+"""Executors: where shards run (in this process, or as a Slurm array through Submitit)."""
