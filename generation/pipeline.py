@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ from generation.backends.cache import RequestCache
 from generation.backends.client import resolve_api_key
 from generation.config import RunConfig, dump_config_yaml
 from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
-from generation.errors import InputDataError
+from generation.errors import InputDataError, ServerStartError
 from generation.io import read_csv_rows, write_csv, write_json, write_jsonl, write_text
 from generation.preprocess import preprocess_questions
 from generation.publish import PAIR_FIELDS, PAIRS_PARQUET, to_conversational, write_card, write_dataset_files
@@ -134,14 +134,32 @@ def preflight(cfg: RunConfig) -> None:
 
 
 @contextmanager
-def primary_endpoint(cfg: RunConfig, paths: RunPaths) -> Iterator[str | None]:
-    """Yield the primary backend's base URL, starting (and always stopping) the embedded server if needed."""
-    if cfg.backend.engine != "embedded":
+def primary_endpoint(cfg: RunConfig, paths: RunPaths) -> Iterator[str | list[str] | None]:
+    """Yield the primary backend's base URL(s), starting (and always stopping) its servers if needed.
+
+    For ``engine: swarm``, endpoints that fail to start within the timeout send the run to the fallback
+    when it is enabled (an empty list), and are an error otherwise.
+    """
+    if cfg.backend.engine == "embedded":
+        assert cfg.backend.embedded is not None
+        with EmbeddedServer(cfg.backend.embedded, cfg.backend.model, paths.server_log) as server:
+            yield server.base_url
+    elif cfg.backend.engine == "swarm":
+        from generation.endpoints.swarm import swarm_endpoints
+
+        with ExitStack() as stack:
+            try:
+                urls = stack.enter_context(swarm_endpoints(cfg.backend, paths.root / "swarm"))
+            except ServerStartError as exc:
+                if not cfg.fallback.enabled:
+                    raise
+                log.warning("FALLBACK: model endpoints did not start (%s); sending every request to the fallback", exc)
+                paths.root.mkdir(parents=True, exist_ok=True)
+                write_json(paths.root / "endpoint_failure.json", {"error": str(exc), "fallback": cfg.fallback.model})
+                urls = []
+            yield urls
+    else:
         yield cfg.backend.base_url
-        return
-    assert cfg.backend.embedded is not None
-    with EmbeddedServer(cfg.backend.embedded, cfg.backend.model, paths.server_log) as server:
-        yield server.base_url
 
 
 @contextmanager

@@ -207,12 +207,17 @@ def run_shard(
         "stats": stats,
         "usage": usage,
         "fallback_used": any(p.provenance.get("fallback_used") for p in pairs) or "fallback" in usage,
+        "endpoint_failure": _read_json(shard_dir / "endpoint_failure.json"),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(layout.marker(rank), marker)  # last: its presence means the shard is complete
     log.info("shard %d/%d complete: %d questions, %d pairs", rank, world_size, len(shard_questions), len(pairs))
     return marker
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------- gather

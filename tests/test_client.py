@@ -150,3 +150,26 @@ def test_missing_api_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("SYNTHGEN_TEST_KEY", raising=False)
     with pytest.raises(ConfigError, match="SYNTHGEN_TEST_KEY"):
         LLMClient(backend("http://127.0.0.1:9/v1", api_key_env="SYNTHGEN_TEST_KEY"), "http://127.0.0.1:9/v1", RETRY)
+
+
+def test_requests_spread_across_endpoints_and_avoid_a_failing_one():
+    with FaultyEndpoint(default="slow:0.3") as first, FaultyEndpoint(default="slow:0.3") as second:
+        urls = [first.base_url, second.base_url]
+
+        async def go():
+            async with LLMClient(backend(first.base_url, max_concurrency=4), urls, RETRY) as client:
+                requests = [ChatRequest.build([{"role": "user", "content": f"q{i}"}], SamplingConfig(max_tokens=8), i, "chosen") for i in range(8)]
+                return await asyncio.gather(*(client.chat(r) for r in requests))
+
+        results = run(go())
+    assert len(first.requests) == len(second.requests) == 4  # least outstanding requests
+    assert {r.endpoint for r in results} == set(urls)
+
+    with FaultyEndpoint(default="500") as broken, FaultyEndpoint() as healthy:
+        async def go_broken():
+            async with LLMClient(backend(broken.base_url), [broken.base_url, healthy.base_url], RETRY) as client:
+                return [await client.chat(ChatRequest.build([{"role": "user", "content": f"q{i}"}], SamplingConfig(max_tokens=8), i, "chosen")) for i in range(5)]
+
+        results = run(go_broken())
+    assert all(r.endpoint == healthy.base_url for r in results)
+    assert len(broken.requests) == 1  # after one failure it rests while the healthy one answers

@@ -107,3 +107,53 @@ def test_cancelled_shard_blocks_gather_and_only_it_is_resubmitted(model_server: 
     assert sorted(submissions(out)[-1]["shard_jobs"]) == ["0", "1", "2"]
     for job in (submissions(out)[-1]["array_job_id"], submissions(out)[-1]["gather_job_id"]):
         subprocess.run(["scancel", job], check=True)
+
+
+def test_slurm_local_config_with_llm_swarm_endpoints(tmp_path: Path):
+    """configs/slurm-local.yaml: each array task starts its own CPU endpoint through llm-swarm."""
+    out = tmp_path / "run"
+    result = synthgen(
+        "submit", "-c", "configs/slurm-local.yaml", "-o", str(out), "--wait",
+        "--set", "questions.seed_questions=3", "--set", "questions.target=6",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_run_folder(out, target=6)
+    for rank in range(3):
+        shard = out / "shards" / f"{rank:05d}"
+        assert list((shard / "swarm").glob("instance-*")), "the shard did not start its endpoints through llm-swarm"
+        marker = json.loads((shard / "done.json").read_text())
+        assert marker["endpoint_failure"] is None and not marker["fallback_used"]
+    assert our_jobs_in_queue(out) == []
+    accounting = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobName,State,WorkDir"], capture_output=True, text=True, check=True)
+    endpoint_jobs = [line for line in accounting.stdout.splitlines() if line.startswith("synthgen-llamacpp") and str(out) in line]
+    assert len(endpoint_jobs) == 3 and all("|CANCELLED" in line for line in endpoint_jobs), endpoint_jobs
+    queue = subprocess.run(["squeue", "-h", "-o", "%j %Z"], capture_output=True, text=True, check=True).stdout
+    assert str(out) not in queue  # no endpoint job outlived its shard
+
+
+def test_endpoints_that_never_start_send_the_shard_to_the_fallback(model_server: str, tmp_path: Path):
+    template = tmp_path / "never-up.template.slurm"
+    template.write_text(
+        "#!/bin/bash\n#SBATCH --job-name={{job_name}}\n#SBATCH --output=slurm/logs/llm-swarm_%j.out\n"
+        "#SBATCH --cpus-per-task=1\necho http://127.0.0.1:9 > {{slurm_hosts_path}}\nsleep 600\n",
+        encoding="utf-8",
+    )
+    fallback_model = tmp_path / "local-fallback.yaml"
+    fallback_model.write_text(f"backend: {{engine: endpoint, model: SmolLM2-135M-Instruct, base_url: '{model_server}'}}\n")
+    out = tmp_path / "run"
+    result = synthgen(
+        "run", "-c", "configs/slurm-local.yaml", "-o", str(out),
+        "--set", "execution.shards=1", "--set", "questions.seed_questions=2", "--set", "questions.target=3",
+        "--set", f"backend.swarm.template={template}", "--set", "backend.swarm.startup_timeout_s=15",
+        "--set", "fallback.enabled=true", "--set", f"fallback.model={fallback_model}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "FALLBACK: model endpoints did not start" in result.stderr
+    marker = json.loads((out / "shards" / "00000" / "done.json").read_text())
+    assert marker["fallback_used"] is True
+    assert marker["endpoint_failure"]["fallback"] == str(fallback_model) and marker["endpoint_failure"]["error"]
+    with open(out / "questions_and_responses.provenance.jsonl", encoding="utf-8") as handle:
+        provenance = [json.loads(line) for line in handle]
+    assert provenance and all(p["chosen_backend"] == "fallback" for p in provenance)
+    queue = subprocess.run(["squeue", "-h", "-o", "%j %Z"], capture_output=True, text=True, check=True).stdout
+    assert str(out) not in queue

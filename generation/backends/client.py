@@ -89,17 +89,46 @@ def make_transport(backend: BackendConfig, base_url: str | None, api_key: str | 
 
 
 @dataclass
+class _Endpoint:
+    url: str
+    transport: Transport
+    in_flight: int = 0
+    failures: int = 0  # consecutive retryable failures
+    resting_until: float = 0.0  # after a failure the endpoint gets no new requests for a while
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures, self.resting_until = 0, 0.0
+        else:
+            self.failures += 1
+            self.resting_until = time.monotonic() + min(30.0, 0.5 * 2**self.failures)
+
+
+@dataclass
 class _Backend:
+    """One backend: one or more endpoints of the same model (e.g. several llm-swarm instances)."""
+
     role: str
     config: BackendConfig
-    endpoint: str
-    transport: Transport
-    semaphore: asyncio.Semaphore
+    endpoints: list[_Endpoint]
+    semaphore: asyncio.Semaphore  # max_concurrency across all endpoints
     down_until: float = 0.0
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
 
+    @property
+    def endpoint(self) -> str:
+        return ", ".join(e.url for e in self.endpoints)
+
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
+
+    def least_busy(self) -> _Endpoint:
+        """The healthy endpoint with the fewest requests in flight; if all are resting, the first back."""
+        now = time.monotonic()
+        healthy = [e for e in self.endpoints if e.resting_until <= now]
+        if not healthy:
+            return min(self.endpoints, key=lambda e: e.resting_until)
+        return min(healthy, key=lambda e: e.in_flight)
 
 
 class LLMClient:
@@ -108,7 +137,7 @@ class LLMClient:
     def __init__(
         self,
         primary: BackendConfig,
-        primary_url: str | None,
+        primary_url: str | list[str] | None,
         retry: RetryConfig,
         fallback: FallbackConfig | None = None,
         cache: RequestCache | None = None,
@@ -126,11 +155,16 @@ class LLMClient:
         self.fallback_completion_tokens = 0
 
     @staticmethod
-    def _backend(role: str, config: BackendConfig, url: str | None) -> _Backend:
+    def _backend(role: str, config: BackendConfig, urls: str | list[str] | None) -> _Backend:
         api_key = resolve_api_key(config, role)
-        transport = make_transport(config, url, api_key)
-        endpoint = url or config.base_url or "https://api.openai.com/v1"
-        return _Backend(role, config, endpoint, transport, asyncio.Semaphore(config.max_concurrency))
+        url_list = [urls] if isinstance(urls, str) or urls is None else list(urls)
+        endpoints = [
+            _Endpoint(url or config.base_url or "https://api.openai.com/v1", make_transport(config, url, api_key)) for url in url_list
+        ]
+        backend = _Backend(role, config, endpoints, asyncio.Semaphore(config.max_concurrency))
+        if not endpoints:  # its servers could not be started: never try it
+            backend.down_until = float("inf")
+        return backend
 
     async def __aenter__(self) -> "LLMClient":
         return self
@@ -141,7 +175,8 @@ class LLMClient:
     async def aclose(self) -> None:
         for backend in (self.primary, self.fallback):
             if backend is not None:
-                await backend.transport.aclose()
+                for endpoint in backend.endpoints:
+                    await endpoint.transport.aclose()
 
     # ----------------------------------------------------------------------------------- requests
 
@@ -159,6 +194,10 @@ class LLMClient:
     async def check_ready(self) -> None:
         """Send one tiny request to the primary; if it fails, switch to the fallback or raise."""
         probe = ChatRequest.build([{"role": "user", "content": "Say OK."}], SamplingConfig(temperature=0, max_tokens=1), 0, "probe")
+        if not self.primary.endpoints:
+            if self.fallback is None:
+                raise BackendUnavailableError(f"primary backend {self.primary.config.model} has no endpoint; no fallback is enabled")
+            return
         try:
             await self._call(self.primary, probe)
         except (BackendUnavailableError, BackendRequestError) as exc:
@@ -191,7 +230,7 @@ class LLMClient:
         return result
 
     async def _chat_uncached(self, request: ChatRequest) -> ChatResult:
-        if self.primary.available() or self.fallback is None:
+        if self.primary.endpoints and (self.primary.available() or self.fallback is None):
             try:
                 return await self._call(self.primary, request)
             except BackendUnavailableError as exc:
@@ -239,10 +278,19 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     async with backend.semaphore:
-                        completion = await asyncio.wait_for(
-                            backend.transport.complete(request.message_dicts(), request.sampling, request.seed),
-                            timeout=backend.config.timeout_s,
-                        )
+                        endpoint = backend.least_busy()
+                        endpoint.in_flight += 1
+                        try:
+                            completion = await asyncio.wait_for(
+                                endpoint.transport.complete(request.message_dicts(), request.sampling, request.seed),
+                                timeout=backend.config.timeout_s,
+                            )
+                        except Exception as exc:
+                            endpoint.record(ok=not is_retryable(exc))
+                            raise
+                        finally:
+                            endpoint.in_flight -= 1
+                        endpoint.record(ok=True)
         except PermanentRequestError as exc:
             usage.failures += 1
             raise BackendRequestError(f"{backend.role} backend {backend.endpoint} refused a request: {exc}") from None
@@ -263,7 +311,7 @@ class LLMClient:
             completion_tokens=completion.completion_tokens,
             backend=backend.role,
             model=backend.config.model,
-            endpoint=backend.endpoint,
+            endpoint=endpoint.url,
         )
 
     # --------------------------------------------------------------------------------- accounting
