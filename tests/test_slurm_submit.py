@@ -157,3 +157,45 @@ def test_endpoints_that_never_start_send_the_shard_to_the_fallback(model_server:
     assert provenance and all(p["chosen_backend"] == "fallback" for p in provenance)
     queue = subprocess.run(["squeue", "-h", "-o", "%j %Z"], capture_output=True, text=True, check=True).stdout
     assert str(out) not in queue
+
+
+def test_requeued_task_resumes_from_its_request_cache(model_server: str, tmp_path: Path):
+    config = tiny_config(
+        tmp_path, model_server, name="requeue", questions={"seed_questions": 4, "target": 10},
+        execution={"shards": 1, "slurm": {"cpus_per_task": 1, "time_limit_min": 10}},
+    )  # fmt: skip
+    out = tmp_path / "run"
+    assert synthgen("submit", "-c", str(config), "-o", str(out)).returncode == 0
+    job = submissions(out)[0]["shard_jobs"]["0"]
+    cache = out / "shards" / "00000" / "cache" / "requests.sqlite"
+    deadline = time.monotonic() + 300
+    while True:  # wait until the task has finished a few requests, then requeue it (as preemption would)
+        if cache.is_file():
+            import sqlite3
+
+            with sqlite3.connect(cache) as db:
+                if db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] >= 4:
+                    break
+        assert time.monotonic() < deadline, "the shard never started"
+        time.sleep(0.2)
+    assert not (out / "shards" / "00000" / "done.json").exists()
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    # Slurm holds a requeued batch job back for about two minutes (once its first run has ended); let it
+    # start at once.
+    deadline = time.monotonic() + 60
+    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout.strip() != "BeginTime":
+        assert time.monotonic() < deadline, "the requeued job never came back as pending"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+    again = synthgen("submit", "-c", str(config), "-o", str(out))  # refused: its jobs are still active
+    assert again.returncode == 1 and "still active" in again.stderr
+
+    deadline = time.monotonic() + 300
+    while json.loads(synthgen("status", "-o", str(out), "--json").stdout)["gather"]["state"] != "COMPLETED":
+        assert time.monotonic() < deadline, "the requeued run did not finish"
+        time.sleep(1)
+    marker = json.loads((out / "shards" / "00000" / "done.json").read_text())
+    usage = marker["usage"]["primary"]["total"]
+    assert usage["cache_hits"] >= 4  # work done before the requeue was reused, not redone
+    check_run_folder(out, target=10)

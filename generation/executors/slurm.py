@@ -123,6 +123,7 @@ def submit(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.yaml", dump_config_yaml(cfg))
     pending = pending_ranks(layout, fingerprint, world_size)
+    _refuse_while_active(out_dir)
     config = cfg.public_dict()
     qfile = str(questions_file) if questions_file else None
     log_folder = out_dir / "slurm-logs"
@@ -159,6 +160,18 @@ def submit(
     return Submission(array_job_id, shard_jobs, gather_job.job_id, log_folder)
 
 
+def _refuse_while_active(out_dir: Path) -> None:
+    """Submitting again while the previous jobs still run would run shards twice."""
+    submissions = read_submissions(out_dir)
+    if not submissions:
+        return
+    latest = submissions[-1]
+    jobs = [*latest["shard_jobs"].values(), latest["gather_job_id"]]
+    active = [job for job, state in sacct_states(jobs).items() if state not in FINAL_STATES and state != "UNKNOWN"]
+    if active:
+        raise SlurmError(f"{out_dir}: jobs of the previous submission are still active ({', '.join(active)}); wait for them or scancel them")
+
+
 def read_submissions(out_dir: Path) -> list[dict[str, Any]]:
     path = out_dir / SUBMISSION_FILE
     if not path.is_file():
@@ -183,8 +196,22 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
     states: dict[str, str] = {}
     for line in result.stdout.splitlines():
         job, _, state = line.partition("|")
-        states[job] = state.split(" ")[0]  # "CANCELLED by 0" -> "CANCELLED"
-    return {job: states.get(job, "PENDING") for job in job_ids}
+        for one in _expand_array_id(job):
+            states[one] = state.split(" ")[0]  # "CANCELLED by 0" -> "CANCELLED"
+    # Accounting can lag a fresh submission by a moment; such jobs read UNKNOWN, which is not final.
+    return {job: states.get(job, "UNKNOWN") for job in job_ids}
+
+
+def _expand_array_id(job: str) -> list[str]:
+    """sacct lists pending array tasks together: ``16_[0-2,5%4]`` -> ``16_0 16_1 16_2 16_5``."""
+    if "_[" not in job:
+        return [job]
+    base, _, spec = job.partition("_[")
+    ids = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        ids.extend(f"{base}_{index}" for index in range(int(low), int(high or low) + 1))
+    return ids
 
 
 def shard_status(out_dir: Path) -> dict[str, Any]:
