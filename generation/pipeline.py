@@ -294,6 +294,30 @@ def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], comm
         log.info("wrote the dataset card %s", write_card(paths.root))
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run or submission works on, validated before anything is written."""
+
+    stages: tuple[str, ...]
+    questions_file: Path | None
+    layout: ShardLayout
+    fingerprint: str
+    world_size: int
+
+    def pending(self) -> list[int]:
+        return pending_ranks(self.layout, self.fingerprint, self.world_size)
+
+
+def plan_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] | set[str], questions_file: Path | None, force: bool) -> RunPlan:
+    """Validate inputs and the run folder's existing shards (another config is refused unless ``force``)."""
+    stages = normalise_stages(stages)
+    questions_file = validate_inputs(cfg, out_dir, stages, questions_file)
+    layout = ShardLayout(out_dir, stages)
+    fingerprint = config_fingerprint(cfg, stages, questions_file)
+    check_fingerprints(layout, fingerprint, cfg.execution.shards, force)
+    return RunPlan(stages, questions_file, layout, fingerprint, cfg.execution.shards)
+
+
 def run_pipeline(
     cfg: RunConfig,
     out_dir: Path,
@@ -309,18 +333,13 @@ def run_pipeline(
     for the dataset card's *Reproduce* section. After the responses stage the Parquet/split files and
     the dataset card are written too.
     """
-    stages = normalise_stages(stages)
-    questions_file = validate_inputs(cfg, out_dir, stages, questions_file)
-    layout = ShardLayout(out_dir, stages)
-    world_size = cfg.execution.shards
-    fingerprint = config_fingerprint(cfg, stages, questions_file)
-    check_fingerprints(layout, fingerprint, world_size, force)
-    with summary_session(cfg, out_dir, stages, command) as summary:
-        pending = pending_ranks(layout, fingerprint, world_size)
-        summary["shards_skipped"] = world_size - len(pending)
+    plan = plan_run(cfg, out_dir, stages, questions_file, force)
+    with summary_session(cfg, out_dir, plan.stages, command) as summary:
+        pending = plan.pending()
+        summary["shards_skipped"] = plan.world_size - len(pending)
         for rank in pending:
-            run_shard(cfg, out_dir, rank, world_size, stages, questions_file, show_progress)
-        gather_run(cfg, out_dir, stages, summary, questions_file)
+            run_shard(cfg, out_dir, rank, plan.world_size, plan.stages, plan.questions_file, show_progress)
+        gather_run(cfg, out_dir, plan.stages, summary, plan.questions_file)
     return summary
 
 

@@ -389,8 +389,8 @@ def build_card(
         out += ["", "```bash", command, "```", ""]
     out.append(f"Or from the saved effective config (`{CONFIG}`, which holds every setting and no secrets):")
     out += ["", "```bash", f"synthgen run -c {CONFIG} -o OUTDIR", "```", ""]
-    out.append(f"Same config and seed give the same seed order and modification choices; model outputs repeat exactly only"
-               f" with the same model build and server (sampling is seeded per request).")  # fmt: skip
+    out.append("Same config and seed give the same seed order and modification choices; model outputs repeat exactly only"
+               " with the same model build and server (sampling is seeded per request).")  # fmt: skip
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(out) + "\n")
 
 

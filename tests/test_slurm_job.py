@@ -69,7 +69,7 @@ def test_scancel_stops_the_jobs_model_server(tmp_path: Path):
     )  # fmt: skip
     job_id = submit.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 180
-    while not (out / "cache" / "requests.sqlite").exists():  # the server is up and answering
+    while not (out / "shards" / "00000" / "cache" / "requests.sqlite").exists():  # the server is up and answering
         assert time.monotonic() < deadline, "the job never started generating"
         time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", alias], capture_output=True).returncode == 0

@@ -23,7 +23,7 @@ import submitit
 from generation.config import RunConfig, SlurmConfig, dump_config_yaml
 from generation.errors import SynthgenError
 from generation.io import write_json, write_text
-from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, pending_ranks
+from generation.shards import STAGES, ShardLayout
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +111,17 @@ def submit(
     force: bool = False, command: str | None = None,
 ) -> Submission:  # fmt: skip
     """Submit the shards that lack a completion marker as an array job, and a gather job after them."""
-    from generation.pipeline import normalise_stages, validate_inputs
+    from generation.pipeline import plan_run
 
     out_dir = out_dir.resolve()
-    stages = normalise_stages(stages)
-    questions_file = validate_inputs(cfg, out_dir, stages, questions_file)
-    layout = ShardLayout(out_dir, stages)
-    world_size = cfg.execution.shards
-    fingerprint = config_fingerprint(cfg, stages, questions_file)
-    check_fingerprints(layout, fingerprint, world_size, force)
+    plan = plan_run(cfg, out_dir, stages, questions_file, force)
+    stages, world_size, fingerprint = plan.stages, plan.world_size, plan.fingerprint
+    _refuse_while_active(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.yaml", dump_config_yaml(cfg))
-    pending = pending_ranks(layout, fingerprint, world_size)
-    _refuse_while_active(out_dir)
+    pending = plan.pending()
     config = cfg.public_dict()
-    qfile = str(questions_file) if questions_file else None
+    qfile = str(plan.questions_file) if plan.questions_file else None
     log_folder = out_dir / "slurm-logs"
     slurm = cfg.execution.slurm
     shard_jobs: dict[int, str] = {}
