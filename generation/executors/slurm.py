@@ -163,7 +163,7 @@ def _refuse_while_active(out_dir: Path) -> None:
         return
     latest = submissions[-1]
     jobs = [*latest["shard_jobs"].values(), latest["gather_job_id"]]
-    active = [job for job, state in sacct_states(jobs).items() if state not in FINAL_STATES and state != "UNKNOWN"]
+    active = [job for job, state in sacct_states(jobs).items() if state not in FINAL_STATES]
     if active:
         raise SlurmError(f"{out_dir}: jobs of the previous submission are still active ({', '.join(active)}); wait for them or scancel them")
 
@@ -194,8 +194,21 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
         job, _, state = line.partition("|")
         for one in _expand_array_id(job):
             states[one] = state.split(" ")[0]  # "CANCELLED by 0" -> "CANCELLED"
-    # Accounting can lag a fresh submission by a moment; such jobs read UNKNOWN, which is not final.
-    return {job: states.get(job, "UNKNOWN") for job in job_ids}
+    missing = [job for job in job_ids if job not in states]
+    if missing:
+        queued = _squeue_states()
+        for job in missing:
+            # Not in accounting: still queued (accounting lags a fresh submission), or an array task
+            # cancelled before it started, which Slurm removes without an accounting record.
+            states[job] = queued.get(job, "CANCELLED")
+    return {job: states[job] for job in job_ids}
+
+
+def _squeue_states() -> dict[str, str]:
+    result = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SlurmError(f"squeue failed: {result.stderr.strip().splitlines()[0] if result.stderr.strip() else result.returncode}")
+    return dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
 
 
 def _expand_array_id(job: str) -> list[str]:
