@@ -9,7 +9,6 @@ over held-out pairs. Repeated for several seeds (each with its own split and tra
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import random
@@ -27,7 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from generation import __version__
 from generation.config import BUNDLED_CONFIGS, StrictModel, read_yaml_mapping
 from generation.errors import ConfigError, InputDataError
-from generation.io import read_csv_rows, write_json
+from generation.io import read_csv_rows, read_jsonl_objects, write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +127,11 @@ def _provenance_topics(path: Path) -> dict[int, str]:
     if not sidecar.is_file():
         return {}
     topics: dict[int, str] = {}
-    with open(sidecar, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                topics[int(record["row"])] = str(record.get("source_question") or record.get("prompt") or "")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise InputDataError(f"{sidecar}: line {line_number}: not a provenance record with a 'row'") from None
+    for line_number, record in read_jsonl_objects(sidecar):
+        try:
+            topics[int(record["row"])] = str(record.get("source_question") or record.get("prompt") or "")
+        except (KeyError, TypeError, ValueError):
+            raise InputDataError(f"{sidecar}: line {line_number}: not a provenance record with a 'row'") from None
     return topics
 
 
@@ -150,20 +145,7 @@ def load_pairs(path: Path, topic_column: str = "topic") -> list[Pair]:
         raise InputDataError(f"{path}: file not found")
     raw: list[dict[str, Any]] = []
     if path.suffix == ".jsonl":
-        try:
-            with open(path, encoding="utf-8") as handle:
-                for line_number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputDataError(f"{path}: line {line_number}: invalid JSON ({exc.msg})") from None
-                    if not isinstance(record, dict):
-                        raise InputDataError(f"{path}: line {line_number}: expected a JSON object")
-                    raw.append(record)
-        except UnicodeDecodeError as exc:
-            raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raw = [record for _, record in read_jsonl_objects(path)]
         if not raw:
             raise InputDataError(f"{path}: no data rows")
         for index, record in enumerate(raw):

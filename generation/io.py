@@ -95,6 +95,26 @@ def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: An
     return len(records)
 
 
+def read_jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file; bad lines are one-line errors."""
+    records = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputDataError(f"{path}: line {line_number}: invalid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise InputDataError(f"{path}: line {line_number}: expected a JSON object")
+                records.append((line_number, record))
+    except UnicodeDecodeError as exc:
+        raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return records
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)

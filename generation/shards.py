@@ -24,7 +24,7 @@ from typing import Any
 from generation.backends.client import LLMClient
 from generation.config import RunConfig
 from generation.errors import ConfigError, SynthgenError
-from generation.io import read_csv_rows, write_csv, write_json, write_jsonl
+from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json, write_jsonl
 from generation.steps.common import DroppedRow
 from generation.steps.questions import QuestionRow, generate_questions
 from generation.steps.responses import PairRow, generate_responses
@@ -268,7 +268,7 @@ def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, ques
         assert marker is not None
         shard_dir = layout.shard(rank)
         rows = read_csv_rows(shard_dir / "questions.csv", SHARD_QUESTION_FIELDS, allow_empty=True)
-        shard_pairs = [json.loads(line) for line in (shard_dir / "pairs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        shard_pairs = [record for _, record in read_jsonl_objects(shard_dir / "pairs.jsonl")]
         if len(rows) != marker["rows"]["questions"] or len(shard_pairs) != marker["rows"]["pairs"]:
             raise ShardsIncompleteError(
                 f"{shard_dir}: files hold {len(rows)} questions / {len(shard_pairs)} pairs but the marker says "
