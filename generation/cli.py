@@ -449,6 +449,11 @@ def status(output_dir: Path, as_json: bool) -> int:
     return EXIT_OK
 
 
+# Commands defined in their own modules register here, one line each (keeps this file thin).
+# (evaluation commands)
+# (domain commands)
+
+
 def main() -> None:
     cli(prog_name="synthgen")
 
