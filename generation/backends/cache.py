@@ -1,4 +1,9 @@
-"""On-disk cache of finished chat requests, so a rerun after a crash redoes only what was in flight."""
+"""On-disk cache of finished chat requests, so a rerun after a crash redoes only what was in flight.
+
+With a PII scrubber (``privacy.pii.enabled``, the default) a reply's text is scrubbed before it is
+stored, and what was masked is stored beside it (``masked_counts``), so no PII is kept in clear here and a
+resumed run reports the same masking figures as the first.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from generation.pii import Scrubber
 
 log = logging.getLogger(__name__)
+MASKED_FIELD = "pii_masked"
 
 
 def request_key(payload: dict[str, Any]) -> str:
@@ -22,8 +31,9 @@ def request_key(payload: dict[str, Any]) -> str:
 class RequestCache:
     """A small SQLite key/value store; each finished request is committed at once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, scrubber: "Scrubber | None" = None):
         self.path = path
+        self.scrubber = scrubber
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
@@ -50,7 +60,7 @@ class RequestCache:
         db.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.commit()
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def _read(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM requests WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
@@ -61,7 +71,24 @@ class RequestCache:
             return None
         return value if isinstance(value, dict) else None
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored result (its text already scrubbed when the cache has a scrubber), or None."""
+        value = self._read(key)
+        if value is not None:
+            value.pop(MASKED_FIELD, None)
+        return value
+
+    def masked_counts(self, key: str) -> dict[str, int]:
+        """What the scrubber masked in the stored text, per kind (empty if nothing or no entry)."""
+        value = self._read(key)
+        counts = value.get(MASKED_FIELD) if value is not None else None
+        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
+
     def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store a result; with a scrubber its ``text`` is scrubbed first and the counts kept beside it."""
+        if self.scrubber is not None and isinstance(value.get("text"), str):
+            text, counts = self.scrubber.scrub(value["text"])
+            value = {**value, "text": text, MASKED_FIELD: dict(counts)}
         self._db.execute(
             "INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
         )
