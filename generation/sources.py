@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import codecs
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from generation.config import DatasetConfig
 from generation.errors import InputDataError
@@ -54,8 +56,63 @@ def check_utf8(path: Path) -> None:
             raise InputDataError(f"{path}: not valid UTF-8 (truncated character at the end: {exc.reason})") from None
 
 
-def load_questions(cfg: DatasetConfig) -> list[str | None]:
-    """Load the configured split and return the question column, in dataset order."""
+class QuestionSource:
+    """The configured split's question column, read batch by batch each time it is iterated.
+
+    ``datasets`` prepares the split as Arrow files in its cache. They are read here with a plain Arrow
+    stream reader (not memory-mapped), so only one batch is held at a time and memory does not grow with
+    the dataset. A split that is not a plain cached split (e.g. ``train[:10%]``) is read with ``Dataset.iter``.
+    """
+
+    def __init__(self, cfg: DatasetConfig, num_rows: int, files: list[str], dataset: Any = None, batch_size: int = 10_000):
+        self.cfg = cfg
+        self.num_rows = num_rows
+        self.files = files
+        self.dataset = dataset
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def _batches(self) -> Iterator[list[Any]]:
+        column = self.cfg.column
+        if self.dataset is not None:
+            for batch in self.dataset.select_columns([column]).iter(batch_size=self.batch_size):
+                yield batch[column]
+            return
+        import pyarrow as pa
+
+        for name in self.files:  # datasets writes Arrow IPC streams, shards in row order
+            with pa.OSFile(name) as handle:
+                for record_batch in pa.ipc.open_stream(handle):
+                    yield record_batch.column(column).to_pylist()
+
+    def __iter__(self) -> Iterator[str | None]:
+        column = self.cfg.column
+        index = 0
+        for values in self._batches():
+            for value in values:
+                if value is not None and not isinstance(value, str):
+                    raise InputDataError(
+                        f"{_describe(self.cfg)}: row {index}: column {column!r} holds {type(value).__name__}, expected text"
+                    )
+                yield value
+                index += 1
+        if index != self.num_rows:
+            raise InputDataError(f"{_describe(self.cfg)}: read {index} rows from the dataset cache, expected {self.num_rows}")
+
+
+def _split_files(builder: Any, split: str) -> list[str]:
+    """The cached Arrow files of a plain split, in row order (empty if the split is not one)."""
+    folder = Path(builder.cache_dir)
+    single = folder / f"{builder.dataset_name}-{split}.arrow"
+    if single.is_file():
+        return [str(single)]
+    return sorted(str(path) for path in folder.glob(f"{builder.dataset_name}-{split}-*-of-*.arrow"))
+
+
+def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSource:
+    """Prepare the configured split with ``datasets`` (checking files, column and emptiness) for streaming."""
     import datasets  # imported lazily: it is slow to import and not needed by most commands
 
     datasets.disable_progress_bars()
@@ -68,25 +125,30 @@ def load_questions(cfg: DatasetConfig) -> list[str | None]:
         if Path(file).suffix.lower() in TEXT_SUFFIXES:
             check_utf8(Path(file))
     try:
-        dataset = datasets.load_dataset(
-            cfg.path, cfg.name, split=cfg.split, data_files=cfg.data_files, revision=cfg.revision
-        )
+        builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision)
+        builder.download_and_prepare()
+        splits = builder.info.splits or {}
+        cached = _split_files(builder, cfg.split) if cfg.split in splits else []
+        if cached and builder.info.features is not None:
+            source = QuestionSource(cfg, splits[cfg.split].num_examples, cached, batch_size=batch_size)
+            columns = list(builder.info.features)
+        else:
+            dataset = builder.as_dataset(split=cfg.split)
+            source = QuestionSource(cfg, dataset.num_rows, [], dataset, batch_size)
+            columns = dataset.column_names
     except Exception as exc:  # datasets raises many types (network, parse, missing split); report one line
         cause = _root_cause(exc)
         if isinstance(cause, UnicodeDecodeError):
             raise InputDataError(f"{_describe(cfg)}: file is not valid UTF-8 ({cause.reason} at byte {cause.start})") from None
         raise InputDataError(f"could not load dataset {_describe(cfg)}: {_one_line(cause)}") from None
-    if cfg.column not in dataset.column_names:
-        raise InputDataError(
-            f"{_describe(cfg)}: no column {cfg.column!r} (dataset.column); columns are {dataset.column_names}"
-        )
-    if len(dataset) == 0:
+    if cfg.column not in columns:
+        raise InputDataError(f"{_describe(cfg)}: no column {cfg.column!r} (dataset.column); columns are {columns}")
+    if len(source) == 0:
         raise InputDataError(f"{_describe(cfg)}: the dataset is empty")
-    values = dataset[cfg.column]
-    for index, value in enumerate(values):
-        if value is not None and not isinstance(value, str):
-            raise InputDataError(
-                f"{_describe(cfg)}: row {index}: column {cfg.column!r} holds {type(value).__name__}, expected text"
-            )
-    log.info("loaded %d rows from %s", len(values), _describe(cfg))
-    return values
+    log.info("loaded %d rows from %s", len(source), _describe(cfg))
+    return source
+
+
+def load_questions(cfg: DatasetConfig) -> list[str | None]:
+    """Load the configured split and return the question column, in dataset order (all in memory)."""
+    return list(open_questions(cfg))

@@ -10,25 +10,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
+import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from generation.backends.cache import RequestCache, request_key
 from generation.backends.transports import (
+    Completion,
+    HTTPTransport,
     InferenceClientTransport,
     OpenAITransport,
     PermanentRequestError,
     Transport,
+    is_overload,
     is_retryable,
+    probe_health,
 )
 from generation.config import BackendConfig, FallbackConfig, RetryConfig, SamplingConfig
-from generation.errors import BackendRequestError, BackendUnavailableError, ConfigError
+from generation.errors import BackendRequestError, BackendUnavailableError, ConfigError, register_secret
 
 log = logging.getLogger(__name__)
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout  # a deadline on the current task; no extra task per request
+else:  # pragma: no cover - Python 3.10
+
+    @asynccontextmanager
+    async def _timeout(seconds: float) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if handle.cancelled() or handle.when() > asyncio.get_running_loop().time():
+                raise
+            raise asyncio.TimeoutError() from None
+        finally:
+            handle.cancel()
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,7 @@ def resolve_api_key(backend: BackendConfig, role: str) -> str | None:
     value = os.environ.get(backend.api_key_env)
     if not value:
         raise ConfigError(f"{role} backend: environment variable {backend.api_key_env} (backend.api_key_env) is not set")
+    register_secret(value)  # masked in every later error message and log line
     return value
 
 
@@ -85,16 +113,36 @@ def make_transport(backend: BackendConfig, base_url: str | None, api_key: str | 
         return OpenAITransport(backend.model, base_url or backend.base_url, api_key, backend.timeout_s)
     if not base_url:
         raise ConfigError(f"backend {backend.model!r}: no base_url to send requests to")
-    return InferenceClientTransport(backend.model, base_url, api_key, backend.timeout_s)
+    if backend.transport == "inference_client":
+        return InferenceClientTransport(backend.model, base_url, api_key, backend.timeout_s)
+    return HTTPTransport(backend.model, base_url, api_key, backend.timeout_s)
 
 
 @dataclass
 class _Endpoint:
+    """One server of a backend: its adaptive in-flight limit (AIMD) and its health."""
+
     url: str
     transport: Transport
+    limit: float  # adaptive requests-in-flight limit
+    min_limit: int
+    max_limit: int
+    adaptive: bool = True
+    decrease_factor: float = 0.5
     in_flight: int = 0
-    failures: int = 0  # consecutive retryable failures
+    peak_in_flight: int = 0
+    decreases: int = 0
+    last_decrease: float = -1.0  # monotonic time of the last decrease: one decrease per window of requests
+    failures: int = 0  # consecutive retryable failures (not overload)
     resting_until: float = 0.0  # after a failure the endpoint gets no new requests for a while
+    healthy: bool = True  # False after a failure until a health probe answers
+
+    @property
+    def capacity(self) -> int:
+        return max(self.min_limit, int(self.limit))
+
+    def usable(self, now: float) -> bool:
+        return self.healthy and self.resting_until <= now
 
     def record(self, ok: bool) -> None:
         if ok:
@@ -102,6 +150,23 @@ class _Endpoint:
         else:
             self.failures += 1
             self.resting_until = time.monotonic() + min(30.0, 0.5 * 2**self.failures)
+
+    def on_success(self) -> bool:
+        """Additive increase (about +1 per window of requests); True when the capacity grew."""
+        if not self.adaptive or self.limit >= self.max_limit:
+            return False
+        before = self.capacity
+        self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
+        return self.capacity > before
+
+    def on_overload(self, sent_at: float) -> None:
+        """Multiplicative decrease, once per window: only for requests sent after the last decrease."""
+        if not self.adaptive or sent_at < self.last_decrease:
+            return
+        self.limit = max(float(self.min_limit), self.limit * self.decrease_factor)
+        self.last_decrease = time.monotonic()
+        self.decreases += 1
+        log.info("endpoint %s is overloaded; requests in flight limited to %d", self.url, self.capacity)
 
 
 @dataclass
@@ -111,9 +176,11 @@ class _Backend:
     role: str
     config: BackendConfig
     endpoints: list[_Endpoint]
-    semaphore: asyncio.Semaphore  # max_concurrency across all endpoints
     down_until: float = 0.0
+    in_flight: int = 0
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    _monitor: asyncio.Task[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -122,13 +189,88 @@ class _Backend:
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
 
-    def least_busy(self) -> _Endpoint:
-        """The healthy endpoint with the fewest requests in flight; if all are resting, the first back."""
+    def least_busy(self) -> _Endpoint | None:
+        """The usable endpoint with the fewest requests in flight (relative to its limit) and a free slot.
+
+        If no endpoint is usable (all resting or failing health checks), the first one back is used, so
+        requests keep failing fast into the retry budget and the fallback. None when every slot is taken.
+        """
+        if self.in_flight >= self.config.max_concurrency:
+            return None
         now = time.monotonic()
-        healthy = [e for e in self.endpoints if e.resting_until <= now]
-        if not healthy:
-            return min(self.endpoints, key=lambda e: e.resting_until)
-        return min(healthy, key=lambda e: e.in_flight)
+        pool = [e for e in self.endpoints if e.usable(now)]
+        if not pool:
+            pool = [min(self.endpoints, key=lambda e: (e.healthy is False, e.resting_until))]
+        free = [e for e in pool if e.in_flight < e.capacity]
+        if not free:
+            return None
+        return min(free, key=lambda e: (e.in_flight / e.capacity, e.in_flight))
+
+    async def acquire(self) -> _Endpoint:
+        """Take a request slot on the least busy endpoint, waiting (woken by a release) while every slot is taken."""
+        self._start_monitor()
+        while (endpoint := self.least_busy()) is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self.wake(1)  # this task was woken but is going away: pass the free slot on
+                raise
+        endpoint.in_flight += 1
+        if endpoint.in_flight > endpoint.peak_in_flight:
+            endpoint.peak_in_flight = endpoint.in_flight
+        self.in_flight += 1
+        return endpoint
+
+    def release(self, endpoint: _Endpoint, slots_freed: int = 1) -> None:
+        endpoint.in_flight -= 1
+        self.in_flight -= 1
+        if self._waiters:
+            self.wake(slots_freed)
+
+    def wake(self, count: int = 1) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    @property
+    def health_checked(self) -> bool:
+        return self.config.health_check.enabled and self.config.engine != "openai"
+
+    def _start_monitor(self) -> None:
+        if self._monitor is None and self.health_checked and self.endpoints:
+            self._monitor = asyncio.get_running_loop().create_task(self._health_loop())
+
+    async def _health_loop(self) -> None:
+        """Probe endpoints that failed; one that answers its health check gets requests again."""
+        import aiohttp
+
+        check = self.config.health_check
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await asyncio.sleep(check.interval_s)
+                for endpoint in self.endpoints:
+                    if endpoint.healthy:
+                        continue
+                    if await probe_health(session, endpoint.url, check.timeout_s):
+                        log.info("endpoint %s passed its health check; it gets requests again", endpoint.url)
+                        endpoint.healthy = True
+                        self.wake(endpoint.capacity)
+
+    async def aclose(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            try:
+                await self._monitor
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - only stopping it
+                pass
+            self._monitor = None
+        for endpoint in self.endpoints:
+            await endpoint.transport.aclose()
 
 
 class LLMClient:
@@ -158,10 +300,22 @@ class LLMClient:
     def _backend(role: str, config: BackendConfig, urls: str | list[str] | None) -> _Backend:
         api_key = resolve_api_key(config, role)
         url_list = [urls] if isinstance(urls, str) or urls is None else list(urls)
+        limits = config.concurrency
+        max_limit = max(limits.min_per_endpoint, limits.max_per_endpoint or config.max_concurrency)
+        start = min(max_limit, max(limits.min_per_endpoint, limits.initial_per_endpoint or max_limit))
         endpoints = [
-            _Endpoint(url or config.base_url or "https://api.openai.com/v1", make_transport(config, url, api_key)) for url in url_list
+            _Endpoint(
+                url or config.base_url or "https://api.openai.com/v1",
+                make_transport(config, url, api_key),
+                limit=float(start),
+                min_limit=limits.min_per_endpoint,
+                max_limit=max_limit,
+                adaptive=limits.adaptive,
+                decrease_factor=limits.decrease_factor,
+            )
+            for url in url_list
         ]
-        backend = _Backend(role, config, endpoints, asyncio.Semaphore(config.max_concurrency))
+        backend = _Backend(role, config, endpoints)
         if not endpoints:  # its servers could not be started: never try it
             backend.down_until = float("inf")
         return backend
@@ -175,8 +329,7 @@ class LLMClient:
     async def aclose(self) -> None:
         for backend in (self.primary, self.fallback):
             if backend is not None:
-                for endpoint in backend.endpoints:
-                    await endpoint.transport.aclose()
+                await backend.aclose()
 
     # ----------------------------------------------------------------------------------- requests
 
@@ -259,38 +412,55 @@ class LLMClient:
         self.fallback_completion_tokens += result.completion_tokens
         return result
 
+    async def _attempt(self, backend: _Backend, request: ChatRequest) -> tuple[Completion, _Endpoint]:
+        """One try on the least busy endpoint, updating its adaptive limit and health."""
+        endpoint = await backend.acquire()
+        sent_at = time.monotonic()
+        grew = False
+        try:
+            async with _timeout(backend.config.timeout_s):
+                completion = await endpoint.transport.complete(request.message_dicts(), request.sampling, request.seed)
+        except Exception as exc:
+            if is_overload(exc):
+                endpoint.on_overload(sent_at)
+            elif is_retryable(exc):
+                endpoint.record(ok=False)
+                if backend.health_checked and len(backend.endpoints) > 1:
+                    endpoint.healthy = False  # out until a health probe answers
+            raise
+        else:
+            endpoint.record(ok=True)
+            grew = endpoint.on_success()
+        finally:
+            backend.release(endpoint, 2 if grew else 1)
+        return completion, endpoint
+
     async def _call(self, backend: _Backend, request: ChatRequest) -> ChatResult:
         usage = backend.usage[request.purpose]
 
-        def count_retry(state: RetryCallState) -> None:
+        def count_retry(exc: BaseException | None) -> None:
             usage.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
             log.info("retrying %s request to %s after %s", backend.role, backend.endpoint, _describe(exc))
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.max_retries + 1),
-            wait=wait_random_exponential(multiplier=self.retry.backoff_initial_s, max=self.retry.backoff_max_s),
-            retry=retry_if_exception(is_retryable),
-            before_sleep=count_retry,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    async with backend.semaphore:
-                        endpoint = backend.least_busy()
-                        endpoint.in_flight += 1
-                        try:
-                            completion = await asyncio.wait_for(
-                                endpoint.transport.complete(request.message_dicts(), request.sampling, request.seed),
-                                timeout=backend.config.timeout_s,
-                            )
-                        except Exception as exc:
-                            endpoint.record(ok=not is_retryable(exc))
-                            raise
-                        finally:
-                            endpoint.in_flight -= 1
-                        endpoint.record(ok=True)
+            try:  # the first try outside tenacity: most requests need no retry, and this path is the hot one
+                completion, endpoint = await self._attempt(backend, request)
+            except Exception as exc:
+                if self.retry.max_retries == 0 or not is_retryable(exc):
+                    raise
+                count_retry(exc)
+                # Same schedule as one tenacity loop over all tries: before try k+1, up to initial * 2^(k-1) s.
+                await asyncio.sleep(random.uniform(0, min(self.retry.backoff_max_s, self.retry.backoff_initial_s)))
+                retrying = AsyncRetrying(
+                    stop=stop_after_attempt(self.retry.max_retries),
+                    wait=wait_random_exponential(multiplier=2 * self.retry.backoff_initial_s, max=self.retry.backoff_max_s),
+                    retry=retry_if_exception(is_retryable),
+                    before_sleep=lambda state: count_retry(state.outcome.exception() if state.outcome else None),
+                    reraise=True,
+                )
+                async for attempt in retrying:
+                    with attempt:
+                        completion, endpoint = await self._attempt(backend, request)
         except PermanentRequestError as exc:
             usage.failures += 1
             raise BackendRequestError(f"{backend.role} backend {backend.endpoint} refused a request: {exc}") from None

@@ -1,8 +1,10 @@
 """Transports: the only code that talks HTTP to a chat endpoint.
 
-Every backend speaks the OpenAI chat API. TGI, vLLM and the embedded llama.cpp server are reached with
-``huggingface_hub.AsyncInferenceClient``; OpenAI itself with the ``openai`` SDK. Both are used without
-their own retries: :mod:`generation.backends.client` owns retries, timeouts and accounting.
+Every backend speaks the OpenAI chat API. TGI, vLLM and the embedded llama.cpp server are reached by
+default with :class:`HTTPTransport` (one aiohttp session per endpoint posting to ``/chat/completions``: the
+lowest per-request overhead, see ``bench/overhead.py``) or, with ``backend.transport: inference_client``,
+with ``huggingface_hub.AsyncInferenceClient``; OpenAI itself with the ``openai`` SDK. None of them retries:
+:mod:`generation.backends.client` owns retries, timeouts, concurrency and accounting.
 """
 
 from __future__ import annotations
@@ -75,6 +77,99 @@ def _completion_from(choices: Any, usage: Any) -> Completion:
     )
 
 
+def _parse_completion(data: bytes) -> Completion:
+    """A chat completion from a raw JSON body; anything unusable is a :class:`MalformedResponseError`."""
+    try:
+        body = json.loads(data)
+        choice = body["choices"][0]
+        content = choice["message"].get("content")
+        usage = body.get("usage") or {}
+        if content is not None and not isinstance(content, str):
+            raise MalformedResponseError(f"message content is {type(content).__name__}, expected text")
+        return Completion(
+            text=content or "",
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    except MalformedResponseError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise MalformedResponseError(f"unparseable response: {type(exc).__name__}") from None
+
+
+class HTTPTransport:
+    """A shared ``aiohttp`` session posting OpenAI chat requests to ``{base_url}/chat/completions``.
+
+    The session keeps connections alive; the client layer bounds how many requests are in flight.
+    """
+
+    def __init__(self, model: str, base_url: str, api_key: str | None, timeout_s: float):
+        self.model = model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.timeout_s = timeout_s
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._session: Any = None  # created inside the running event loop
+
+    def _get_session(self) -> Any:
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                headers=self._headers,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def complete(self, messages: list[dict[str, str]], sampling: SamplingConfig, seed: int | None) -> Completion:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stream": False,
+        }
+        if seed is not None:
+            payload["seed"] = seed
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        async with self._get_session().post(self.url, data=body) as response:
+            data = await response.read()
+            if response.status >= 400:
+                raise _status_error(response.status, data.decode("utf-8", "replace"))
+        return _parse_completion(data)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def probe_health(session: Any, base_url: str, timeout_s: float) -> bool:
+    """Whether an endpoint is healthy: ``GET /health`` at the server root answers 200 (TGI, vLLM, llama-server),
+    or, where there is no such route (404/405), ``GET {base_url}/models`` answers 200."""
+    import aiohttp
+
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with session.get(f"{root}/health", timeout=timeout) as response:
+            await response.read()
+            if response.status not in (404, 405):
+                return response.status == 200
+        async with session.get(f"{base_url.rstrip('/')}/models", timeout=timeout) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False
+
+
 class InferenceClientTransport:
     """``huggingface_hub.AsyncInferenceClient`` against an OpenAI-compatible base URL (TGI, vLLM, llama.cpp)."""
 
@@ -145,12 +240,27 @@ class OpenAITransport:
         await self._client.close()
 
 
+OVERLOAD_STATUS = {429, 503}
+
+
+def is_overload(exc: BaseException) -> bool:
+    """Whether the endpoint said it is too busy (HTTP 429/503): a reason to send it fewer requests."""
+    return isinstance(exc, RetryableHTTPError) and exc.status in OVERLOAD_STATUS
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether a failed request may succeed if sent again (timeouts, 429/5xx, broken connections, bad bodies)."""
     if isinstance(exc, (asyncio.TimeoutError, RetryableHTTPError, MalformedResponseError, ConnectionError)):
         return True
     if isinstance(exc, PermanentRequestError):
         return False
+    try:
+        import aiohttp
+
+        if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+            return True
+    except ImportError:
+        pass
     try:
         import httpx2
 
