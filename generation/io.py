@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from generation.errors import InputDataError
+from generation.errors import InputDataError, OutputWriteError
 
 # Cells can hold whole answers; the csv module's default limit (128 KiB) is too small for a 1 MB cell.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -20,19 +20,39 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _write_error(path: Path, exc: OSError) -> OutputWriteError:
+    """One line for a failed write (disk full, permission denied...); the previous file is untouched."""
+    reason = exc.strerror or str(exc)
+    return OutputWriteError(f"cannot write {path}: {reason} (errno {exc.errno}); the previous version, if any, is unchanged")
+
+
+def _temporary_beside(path: Path) -> tuple[int, Path]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    return fd, Path(tmp_name)
+
+
 @contextmanager
 def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get the usual permissions
+    """Write to a temporary file beside ``path`` and rename it into place only when complete.
+
+    A failed write (``OSError``: disk full, file size limit, permissions) becomes a one-line
+    :class:`OutputWriteError` naming ``path``; the temporary file is removed and ``path`` is unchanged.
+    """
+    fd, tmp = _temporary_beside(path)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -41,29 +61,46 @@ def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a library to write to; rename it into place on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_csv(path: Path, fieldnames: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Atomically write a UTF-8 CSV (RFC 4180 quoting: commas, quotes and newlines survive); returns rows."""
+# Cells starting with these characters are read as formulas by spreadsheet programs (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_formula(value: Any) -> Any:
+    """Spreadsheet-safe form of one cell: text that a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_csv(path: Path, fieldnames: Iterable[str], rows: Iterable[Mapping[str, Any]], formula_guard: bool = False) -> int:
+    """Atomically write a UTF-8 CSV (RFC 4180 quoting: commas, quotes and newlines survive); returns rows.
+
+    Cells are written verbatim by default (training data must not change). ``formula_guard`` prefixes
+    ``'`` to cells starting with ``= + - @``, tab or carriage return, so that a spreadsheet program shows
+    them as text instead of running them (OWASP "CSV injection"); use it for files meant for spreadsheets.
+    """
     count = 0
     with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fieldnames), quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow({key: guard_formula(value) for key, value in row.items()} if formula_guard else row)
             count += 1
     return count
 
@@ -150,3 +187,12 @@ def read_csv_rows(path: Path, required: Iterable[str], allow_empty: bool = False
     if not rows and not allow_empty:
         raise InputDataError(f"{path}: no data rows")
     return rows
+
+
+def guard_csv_file(path: Path) -> int:
+    """Rewrite a CSV in place with :func:`guard_formula` applied to every cell (idempotent); returns rows."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fieldnames = list(reader.fieldnames or [])
+        rows = list(reader)
+    return write_csv(path, fieldnames, rows, formula_guard=True)

@@ -19,8 +19,14 @@ def derive_seed(run_seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
+_DELIMITER_TAG = re.compile(r"<\s*(/?)\s*question\s*>", re.IGNORECASE)
+
+
 def render_messages(template: ChatTemplate, **values: str) -> list[dict[str, str]]:
-    """Fill a chat template; values are inserted verbatim (braces in them are not interpreted)."""
+    """Fill a chat template; values are inserted verbatim (braces in them are not interpreted), except that
+    a ``<question>``/``</question>`` tag inside a value becomes ``[question]``/``[/question]``, so data can
+    never close the tags the templates wrap it in (prompt injection)."""
+    values = {key: _DELIMITER_TAG.sub(r"[\1question]", value) for key, value in values.items()}
     messages = []
     if template.system:
         messages.append({"role": "system", "content": template.system.format(**values)})
