@@ -8,7 +8,25 @@ SWARM_VENV := .venv-swarm
 SWARM_STAMP := $(SWARM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-model test-slurm test-dpo venv clean
+.PHONY: run test test-unit test-model test-slurm test-dpo venv clean llama-server
+
+# llama.cpp's own server (parallel slots, continuous batching, /health), built with CMake from the llama.cpp
+# sources vendored in the llama-cpp-python sdist of the installed version (~6 min on 2 cores), into the
+# ignored build/ folder. The embedded engine uses it when present and llama-cpp-python's server otherwise.
+LLAMA_SERVER := build/llama.cpp/bin/llama-server
+LLAMA_SRC := build/llama.cpp-src
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): | $(STAMP)
+	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
+	$(BIN)/pip download --quiet --no-binary :all: --no-deps -d $(LLAMA_SRC) \
+	  "llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-*.tar.gz -C $(LLAMA_SRC)
+	cmake -S $$(ls -d $(LLAMA_SRC)/llama_cpp_python-*/vendor/llama.cpp) -B build/llama.cpp -DCMAKE_BUILD_TYPE=Release \
+	  -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON
+	cmake --build build/llama.cpp --target llama-server -j $$(nproc)
+	@test -x $@ && touch $@
 
 venv: $(STAMP) $(SWARM_STAMP)
 

@@ -16,7 +16,7 @@ import click
 
 from generation import __version__
 from generation.config import DEFAULT_CONFIG, RunConfig, dump_config_yaml, load_config, load_saved_config
-from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, ConfigError, SynthgenError
+from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, ConfigError, RedactSecrets, SynthgenError, redact
 
 log = logging.getLogger("generation")
 
@@ -36,6 +36,7 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.INFO if verbosity == 0 else logging.DEBUG if verbosity > 0 else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactSecrets())  # API key values never reach the terminal or a job log
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -66,7 +67,7 @@ def handle_errors(func: Callable[..., int | None]) -> Callable[..., None]:
         except Exception as exc:  # an unexpected bug: still one line, the traceback with -v
             if verbose:
                 traceback.print_exc()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
             click.echo(f"synthgen: error: unexpected {type(exc).__name__}: {first} (rerun with -v for details)", err=True)
             code = EXIT_FAILURE
         ctx.exit(code)
@@ -74,7 +75,18 @@ def handle_errors(func: Callable[..., int | None]) -> Callable[..., None]:
     return wrapper
 
 
+def _remember_domain(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.meta["domain"] = value
+    return value
+
+
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--domain", metavar="NAME|PACK.yaml", expose_value=False, callback=_remember_domain,
+        help="Domain pack: a name in configs/domains/ (law, finance, ...) or a pack file; its seed sample is the "
+        "dataset unless the config names one.",
+    )(func)  # fmt: skip
     func = click.option(
         "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
         help="Override any config key (repeatable), e.g. --set questions.target=300.",
@@ -93,9 +105,20 @@ def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)  # fmt: skip
 
 
+def _domain_override() -> tuple[str, ...]:
+    """``--domain`` as a ``domain=`` override (a pack path made absolute: relative to the current directory)."""
+    from generation.domains import is_path_reference
+
+    ctx = click.get_current_context(silent=True)
+    domain = ctx.meta.get("domain") if ctx is not None else None
+    if not domain:
+        return ()
+    return (f"domain={Path(domain).resolve() if is_path_reference(domain) else domain}",)
+
+
 def _load(config_path: Path | None, overrides: tuple[str, ...], strict: bool = False) -> RunConfig:
     extra = ("strict=true",) if strict else ()
-    return load_config(config_path, (*overrides, *extra))
+    return load_config(config_path, (*_domain_override(), *overrides, *extra))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXIT_CODES_HELP)
@@ -148,6 +171,8 @@ def _command_line(*args: str | Path | None, overrides: tuple[str, ...] = ()) -> 
 
     ctx = click.get_current_context()
     argv = ["synthgen", ctx.info_name or ""]
+    if ctx.meta.get("domain"):
+        argv += ["--domain", str(ctx.meta["domain"])]
     flags = iter(args)
     for flag, value in zip(flags, flags):
         if value:
@@ -451,7 +476,9 @@ def status(output_dir: Path, as_json: bool) -> int:
 
 # Commands defined in their own modules register here, one line each (keeps this file thin).
 # (evaluation commands)
+from generation import cli_evaluate  # noqa: E402,F401 - registers evaluate, review export/import, feedback import
 # (domain commands)
+from generation import cli_domains  # noqa: E402,F401 - registers mine-modifications and modifications
 
 
 def main() -> None:

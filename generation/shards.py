@@ -23,7 +23,7 @@ from typing import Any
 
 from generation.backends.client import LLMClient
 from generation.config import RunConfig
-from generation.errors import ConfigError, SynthgenError
+from generation.errors import ConfigError, InputDataError, SynthgenError
 from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json, write_jsonl
 from generation.steps.common import DroppedRow
 from generation.steps.questions import QuestionRow, generate_questions
@@ -47,8 +47,14 @@ def shards_dir_name(stages: tuple[str, ...]) -> str:
 def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path | None = None) -> str:
     """Hash of everything that decides a shard's content (not resources, names or output places)."""
     data = cfg.public_dict()
-    for key in ("name", "description", "output_dir", "strict", "publish"):
+    # evaluation and mining read a run's outputs or make lists for later runs; they never change a shard.
+    for key in ("name", "description", "output_dir", "strict", "publish", "retry", "evaluation", "mining"):
         data.pop(key, None)
+    # Where and how fast the model is served is a resource: a server restarted on another port or node,
+    # or another timeout, must not turn a resumable run folder into a "different config".
+    for backend in (data.get("backend"), (data.get("fallback") or {}).get("backend")):
+        for key in ("base_url", "max_concurrency", "timeout_s", "expected_tokens_per_s", "transport", "concurrency", "health_check"):
+            (backend or {}).pop(key, None)
     data["execution"] = {"shards": cfg.execution.shards}
     data["stages"] = list(stages)
     if input_file is not None:
@@ -111,13 +117,37 @@ def check_fingerprints(layout: ShardLayout, fingerprint: str, world_size: int, f
         shutil.rmtree(child)
 
 
-def pending_ranks(layout: ShardLayout, fingerprint: str, world_size: int) -> list[int]:
-    """Shards without a matching completion marker."""
-    return [
-        rank
-        for rank in range(world_size)
-        if (marker := layout.read_marker(rank)) is None or marker["fingerprint"] != fingerprint
-    ]
+SHARD_FILES = ("questions.csv", "pairs.jsonl", "dropped.csv")
+
+
+def file_digests(shard_dir: Path) -> dict[str, str]:
+    """sha256 of each shard file, recorded in the completion marker."""
+    return {name: hashlib.sha256((shard_dir / name).read_bytes()).hexdigest() for name in SHARD_FILES if (shard_dir / name).is_file()}
+
+
+def changed_files(layout: ShardLayout, rank: int, marker: dict[str, Any]) -> list[str]:
+    """Shard files that are missing or differ from the digests in its marker (markers without digests: none)."""
+    expected = marker.get("files")
+    if not isinstance(expected, dict):
+        return []
+    actual = file_digests(layout.shard(rank))
+    return [name for name, digest in expected.items() if actual.get(name) != digest]
+
+
+def pending_ranks(layout: ShardLayout, fingerprint: str, world_size: int, verify_files: bool = True) -> list[int]:
+    """Shards without a matching completion marker, or (``verify_files``) whose files changed after it was written."""
+    pending = []
+    for rank in range(world_size):
+        marker = layout.read_marker(rank)
+        if marker is None or marker["fingerprint"] != fingerprint:
+            pending.append(rank)
+        elif verify_files and (changed := changed_files(layout, rank, marker)):
+            log.warning(
+                "shard %d: %s changed after its completion marker was written (damaged or edited); the shard will be redone",
+                rank, ", ".join(str(layout.shard(rank) / name) for name in changed),
+            )  # fmt: skip
+            pending.append(rank)
+    return pending
 
 
 # ------------------------------------------------------------------------------------------ one shard
@@ -169,7 +199,7 @@ def run_shard(
     layout = ShardLayout(out_dir, stages)
     fingerprint = config_fingerprint(cfg, stages, questions_file)
     existing = layout.read_marker(rank)
-    if existing is not None and existing["fingerprint"] == fingerprint:
+    if existing is not None and existing["fingerprint"] == fingerprint and not changed_files(layout, rank, existing):
         log.info("shard %d/%d is already complete; skipping", rank, world_size)
         return existing
     shard_dir = layout.shard(rank)
@@ -186,6 +216,8 @@ def run_shard(
         input_stats = {"responses_input": {"file": str(questions_file), "rows": len(all_questions)}}
     shard_dir.mkdir(parents=True, exist_ok=True)
     with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache:
+        if cache is not None and (finished := len(cache)):
+            log.info("shard %d/%d: resuming: %d finished request(s) in %s will not be sent again", rank, world_size, finished, paths.cache)
 
         async def generate() -> tuple[list[QuestionRow], list[PairRow], list[DroppedRow], dict[str, Any], dict[str, Any]]:
             async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
@@ -203,6 +235,7 @@ def run_shard(
         "fingerprint": fingerprint,
         "stages": list(stages),
         "rows": {"questions": len(shard_questions), "pairs": len(pairs), "dropped": len(dropped)},
+        "files": file_digests(shard_dir),  # gather and reruns check these: damaged files are never trusted
         "input": input_stats,  # the same in every shard: what was loaded and preprocessed
         "stats": stats,
         "usage": usage,
@@ -254,7 +287,7 @@ def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, ques
     world_size = cfg.execution.shards
     layout = ShardLayout(out_dir, stages)
     fingerprint = config_fingerprint(cfg, stages, questions_file)
-    missing = pending_ranks(layout, fingerprint, world_size)
+    missing = pending_ranks(layout, fingerprint, world_size, verify_files=False)
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         raise ShardsIncompleteError(
@@ -267,12 +300,25 @@ def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, ques
     for rank, marker in enumerate(markers):
         assert marker is not None
         shard_dir = layout.shard(rank)
-        rows = read_csv_rows(shard_dir / "questions.csv", SHARD_QUESTION_FIELDS, allow_empty=True)
-        shard_pairs = [record for _, record in read_jsonl_objects(shard_dir / "pairs.jsonl")]
+        changed = changed_files(layout, rank, marker)
+        try:
+            rows = read_csv_rows(shard_dir / "questions.csv", SHARD_QUESTION_FIELDS, allow_empty=True)
+            shard_pairs = [record for _, record in read_jsonl_objects(shard_dir / "pairs.jsonl")]
+        except InputDataError as exc:
+            if not changed:
+                raise
+            raise ShardsIncompleteError(
+                f"{shard_dir}: {', '.join(changed)} changed after the shard finished ({exc}); rerun the same command to redo the shard"
+            ) from None
         if len(rows) != marker["rows"]["questions"] or len(shard_pairs) != marker["rows"]["pairs"]:
             raise ShardsIncompleteError(
                 f"{shard_dir}: files hold {len(rows)} questions / {len(shard_pairs)} pairs but the marker says "
                 f"{marker['rows']['questions']} / {marker['rows']['pairs']}; delete {layout.marker(rank)} and rerun the shard"
+            )
+        if changed:
+            raise ShardsIncompleteError(
+                f"{shard_dir}: {', '.join(changed)} changed after the shard finished (sha256 differs from what the marker says); "
+                "rerun the same command to redo the shard"
             )
         questions.extend(QuestionRow(r["question"], r["source_question"], r["modification"], r["origin"], r["qid"]) for r in rows)
         pairs.extend(PairRow(p["prompt"], p["chosen"], p["rejected"], p["provenance"]) for p in shard_pairs)

@@ -37,6 +37,7 @@ def tiny_config(tmp_path: Path, base_url: str | None, name: str = "tiny", **sect
         "questions": {"seed_questions": 4, "target": 6, "max_attempts": 2, "sampling": {"max_tokens": 40}},
         "responses": {"max_attempts": 2, "max_words": 40, "sampling": {"max_tokens": 48}},
         "retry": {"max_retries": 2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5},
+        "evaluation": {"enabled": False},  # tests that check the evaluation stage turn it on
     }
     if base_url is not None:
         config["backend"] = {"engine": "endpoint", "base_url": base_url, "model": MODEL_ALIAS}

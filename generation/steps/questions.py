@@ -20,7 +20,9 @@ from rapidfuzz import fuzz, process
 from tqdm import tqdm
 
 from generation.backends.client import ChatRequest, LLMClient
-from generation.config import PromptsConfig, QuestionFilters, RunConfig
+from generation.config import ModificationWeights, PromptsConfig, QuestionFilters, RunConfig
+from generation.errors import ConfigError
+from generation.pii import scrub_reply, scrubber_for
 from generation.preprocess import normalise_question
 from generation.steps.common import DroppedRow, derive_seed, first_match, render_messages, strip_preamble, word_count
 
@@ -109,12 +111,30 @@ def check_question(question: str, filters: QuestionFilters) -> str | None:
     return None
 
 
-def plan_slots(seeds: list[str], n_synthetic: int, modifications: list[str], run_seed: int, max_attempts: int) -> list[SyntheticSlot]:
-    """Which seed each synthetic slot rewrites and which modification each attempt uses (deterministic)."""
+def modification_weights(modifications: list[str], weights: ModificationWeights | None) -> list[float] | None:
+    """Sampling weight per modification (None = uniform); unknown texts get ``default_weight``."""
+    if weights is None:
+        return None
+    values = [weights.weights.get(text, weights.default_weight) for text in modifications]
+    if not any(values):
+        raise ConfigError("questions.modification_weights: every modification has weight 0 (retired)")
+    return values
+
+
+def plan_slots(
+    seeds: list[str], n_synthetic: int, modifications: list[str], run_seed: int, max_attempts: int, weights: list[float] | None = None
+) -> list[SyntheticSlot]:  # fmt: skip
+    """Which seed each synthetic slot rewrites and which modification each attempt uses (deterministic).
+
+    With ``weights`` the draw is weighted (weight 0 = never drawn), still from the slot's seeded RNG.
+    """
     slots = []
     for index in range(n_synthetic):
         rng = random.Random(derive_seed(run_seed, "modification", index))
-        choices = [rng.choice(modifications) for _ in range(max_attempts)]
+        if weights is None:
+            choices = [rng.choice(modifications) for _ in range(max_attempts)]
+        else:
+            choices = rng.choices(modifications, weights=weights, k=max_attempts)
         slots.append(SyntheticSlot(index, seeds[index % len(seeds)], choices))
     return slots
 
@@ -145,11 +165,17 @@ async def generate_questions(
     qcfg = cfg.questions
     rows = [QuestionRow(q, q, "", "seed", seed_qid(i)) for i, q in enumerate(seeds) if i % world_size == rank]
     n_synthetic = max(0, qcfg.target - len(seeds))
-    slots = [slot for slot in plan_slots(seeds, n_synthetic, cfg.modifications, cfg.seed, qcfg.max_attempts) if slot.index % world_size == rank]
+    weights = qcfg.modification_weights
+    if isinstance(weights, str):
+        raise ConfigError(f"questions.modification_weights: {weights}: stats file not resolved; load the config with load_config")
+    planned = plan_slots(seeds, n_synthetic, cfg.modifications, cfg.seed, qcfg.max_attempts, modification_weights(cfg.modifications, weights))
+    slots = [slot for slot in planned if slot.index % world_size == rank]
     target = len(rows) + len(slots)
     accepted: dict[int, QuestionRow] = {}
     dropped: list[DroppedRow] = []
     reasons: Counter[str] = Counter()
+    masked: Counter[str] = Counter()  # PII masked in the replies (before parsing, so dropped.csv is clean too)
+    scrubber = scrubber_for(cfg.privacy.pii)
     give_ups = 0
     existing = list(seeds)
     pending = list(slots)
@@ -160,8 +186,11 @@ async def generate_questions(
         modification = slot.modifications[slot.attempts]
         messages = build_modification_messages(slot.source_question, modification, cfg.prompts)
         seed = derive_seed(cfg.seed, "question", slot.index, slot.attempts)
-        result = await client.chat(ChatRequest.build(messages, qcfg.sampling, seed, "question"))
-        return result.text
+        request = ChatRequest.build(messages, qcfg.sampling, seed, "question")
+        result = await client.chat(request)
+        text, counts = scrub_reply(scrubber, client, request, result)
+        masked.update(counts)
+        return text
 
     try:
         while pending:
@@ -207,5 +236,6 @@ async def generate_questions(
         "give_ups": give_ups,
         "rows_out": len(rows),
         "shortfall": max(0, shortfall),
+        "pii_masked": dict(sorted(masked.items())),
     }
     return QuestionsOutcome(rows, dropped, stats)

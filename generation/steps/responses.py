@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from generation.backends.client import ChatRequest, ChatResult, LLMClient
 from generation.config import ChatTemplate, ResponsesConfig, RunConfig
+from generation.pii import Scrubber, scrub_reply, scrubber_for
 from generation.steps.common import DroppedRow, derive_seed, first_match, render_messages, strip_preamble, trim_to_sentences, word_count
 from generation.steps.questions import QuestionRow
 
@@ -72,7 +73,8 @@ def check_rejected(answer: str, chosen: str, cfg: ResponsesConfig) -> str | None
 
 
 async def _answer(
-    client: LLMClient, cfg: RunConfig, kind: str, question: QuestionRow, chosen: str | None, dropped: list[DroppedRow]
+    client: LLMClient, cfg: RunConfig, kind: str, question: QuestionRow, chosen: str | None, dropped: list[DroppedRow],
+    scrubber: Scrubber | None = None, masked: Counter[str] | None = None,
 ) -> tuple[str, ChatResult, int] | None:
     """Ask for one answer kind until it passes its checks or attempts run out."""
     rcfg = cfg.responses
@@ -80,27 +82,42 @@ async def _answer(
     messages = build_answer_messages(question.question, template)
     for attempt in range(rcfg.max_attempts):
         seed = derive_seed(cfg.seed, kind, question.question, attempt)
-        result = await client.chat(ChatRequest.build(messages, rcfg.sampling, seed, kind))
-        answer = parse_answer(result.text, result.finish_reason, rcfg)
+        request = ChatRequest.build(messages, rcfg.sampling, seed, kind)
+        result = await client.chat(request)
+        text, counts = scrub_reply(scrubber, client, request, result)  # before anything keeps or writes it
+        if masked is not None:
+            masked.update(counts)
+        answer = parse_answer(text, result.finish_reason, rcfg)
         reason = check_chosen(answer, rcfg) if chosen is None else check_rejected(answer, chosen, rcfg)
         if reason is None:
             return answer, result, seed
-        dropped.append(DroppedRow("responses", f"{kind}_{reason}", result.text.strip(), question.question, question.modification, attempt + 1))
+        dropped.append(DroppedRow("responses", f"{kind}_{reason}", text.strip(), question.question, question.modification, attempt + 1))
     return None
 
 
 async def generate_responses(questions: list[QuestionRow], cfg: RunConfig, client: LLMClient, show_progress: bool = True) -> ResponsesOutcome:
     """Answer every question twice (chosen, rejected); keeps question order."""
     dropped: list[DroppedRow] = []
+    scrubber = scrubber_for(cfg.privacy.pii)
+    # Questions from a user's file (`synthgen responses --questions`) were never scrubbed: scrub the rows in
+    # place, so the prompts sent and every file written from them hold placeholders. Seeds and generated
+    # questions are already scrubbed; scrubbing again changes nothing.
+    masked_input: Counter[str] = Counter()
+    for question in questions if scrubber is not None else ():
+        text, counts = scrubber.scrub(question.question)  # type: ignore[union-attr]
+        source, source_counts = scrubber.scrub(question.source_question)  # type: ignore[union-attr]
+        masked_input.update(counts if question.source_question == question.question else counts + source_counts)
+        question.question, question.source_question = text, source
+    masked: Counter[str] = Counter()
     log.info("answering %d questions (chosen and rejected)", len(questions))
     bar = tqdm(total=len(questions), desc="responses", unit="pair", disable=not show_progress or not questions)
 
     async def one(question: QuestionRow) -> PairRow | None:
         try:
-            chosen = await _answer(client, cfg, "chosen", question, None, dropped)
+            chosen = await _answer(client, cfg, "chosen", question, None, dropped, scrubber, masked)
             if chosen is None:
                 return None
-            rejected = await _answer(client, cfg, "rejected", question, chosen[0], dropped)
+            rejected = await _answer(client, cfg, "rejected", question, chosen[0], dropped, scrubber, masked)
             if rejected is None:
                 return None
             (chosen_text, chosen_result, chosen_seed), (rejected_text, rejected_result, rejected_seed) = chosen, rejected
@@ -135,5 +152,7 @@ async def generate_responses(questions: list[QuestionRow], cfg: RunConfig, clien
         "questions_dropped": len(questions) - len(pairs),
         "rejected_candidates": dict(sorted(final_reasons.items())),
         "fallback_pairs": sum(1 for p in pairs if p.provenance["fallback_used"]),
+        "pii_masked": dict(sorted(masked.items())),
+        "pii_masked_input": dict(sorted(masked_input.items())),
     }
     return ResponsesOutcome(pairs, dropped, stats)
