@@ -55,7 +55,8 @@ _SSN_LABELLED = re.compile(_SSN_LABEL + r"\s*(?:is|was|:|#|-|=)?\s*(?P<pii>(?<!\
 _SSN_BARE = re.compile(r"(?<![\d-])(?P<area>\d{3})-(?P<group>\d{2})-(?P<serial>\d{4})(?![\d-]|\.\d)")  # spaced: label needed
 
 _CARD = re.compile(
-    r"(?<![\d-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\d]|[ -]\d)"
+    # not the digits of a decimal fraction ("-0.3608123456789") or of a longer dotted number
+    r"(?<![\d.-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\d]|[ -]\d|[.,]\d)"
 )
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")

@@ -125,7 +125,9 @@ def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSour
         if Path(file).suffix.lower() in TEXT_SUFFIXES:
             check_utf8(Path(file))
     try:
-        builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision)
+        # The Parquet builder reads a whole row group at a time unless told otherwise (often the whole file).
+        options = {"batch_size": batch_size} if cfg.path == "parquet" else {}
+        builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision, **options)
         builder.download_and_prepare()
         splits = builder.info.splits or {}
         cached = _split_files(builder, cfg.split) if cfg.split in splits else []

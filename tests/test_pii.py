@@ -63,6 +63,7 @@ POSITIVE = [
 ]
 
 NEGATIVE = [
+    '{"top_logprobs": {"Yes": -0.3608123456789, "No": -1.4111111111111111}}',  # decimals, Luhn-valid digits
     "take 500 mg twice a day",
     "2 tablets every 4 hours",
     "take 1-2 tablets, up to 500-1000 mg",

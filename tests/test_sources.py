@@ -21,6 +21,20 @@ def test_loads_json_lines_with_another_split_name(tmp_path: Path):
     assert load_questions(cfg) == ["is eczema contagious", "what is gout"]
 
 
+def test_streams_a_parquet_file_in_order(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from generation.sources import open_questions
+
+    path = tmp_path / "q.parquet"
+    rows = [f"question number {i}" for i in range(2500)] + [None]
+    pq.write_table(pa.table({"id": list(range(len(rows))), "question": rows}), path)  # one row group
+    source = open_questions(DatasetConfig(path="parquet", data_files=str(path)), batch_size=1000)
+    assert list(source) == rows and len(source) == len(rows)
+    assert max(len(batch) for batch in source._batches()) <= 1000  # never the whole file at once
+
+
 def test_missing_column_lists_the_columns(tmp_path: Path):
     path = tmp_path / "q.csv"
     path.write_text("text\nhello\n", encoding="utf-8")

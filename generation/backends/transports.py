@@ -217,16 +217,18 @@ class OpenAITransport:
         self._openai = openai
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=0)
 
-    async def complete(self, messages: list[dict[str, str]], sampling: SamplingConfig, seed: int | None) -> Completion:
+    async def create(self, messages: list[dict[str, str]], sampling: SamplingConfig, seed: int | None, **extra: Any) -> Any:
+        """One chat completion (the SDK's object), with the SDK's errors mapped to the client layer's."""
         openai = self._openai
         try:
-            output = await self._client.chat.completions.create(
+            return await self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=sampling.max_tokens,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 seed=seed,
+                **extra,
             )
         except openai.APITimeoutError as exc:
             raise asyncio.TimeoutError(str(exc)) from exc
@@ -234,6 +236,9 @@ class OpenAITransport:
             raise _status_error(exc.status_code, exc.message) from exc
         except openai.APIResponseValidationError as exc:
             raise MalformedResponseError(str(exc)) from exc
+
+    async def complete(self, messages: list[dict[str, str]], sampling: SamplingConfig, seed: int | None) -> Completion:
+        output = await self.create(messages, sampling, seed)
         return _completion_from(output.choices, output.usage)
 
     async def aclose(self) -> None:

@@ -316,11 +316,10 @@ def evaluate_file(
     judge_cfg = cfg.evaluation.judge
     if use_judge and judge_cfg.model and judge_cfg.backend is not None:
         from generation.evaluation.judge import run_judge
-        from generation.pii import scrubber_for
 
         judge_scores, judge_info = run_judge(
             judge_cfg.backend, judge_cfg.rubric, data.rows, cfg.retry, out_dir / "cache" / "requests.sqlite",
-            out_dir / "logs" / "judge-server.log", progress, judge_cfg.max_concurrency, scrubber_for(cfg.privacy.pii),
+            out_dir / "logs" / "judge-server.log", progress, judge_cfg.max_concurrency,
         )  # fmt: skip
         judge_info["name"] = judge_cfg.model
     apply_judge(results, judge_scores, cfg)

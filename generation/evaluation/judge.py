@@ -21,7 +21,7 @@ from typing import Any
 
 from generation.backends.cache import RequestCache
 from generation.backends.client import ChatRequest, LLMClient, _Backend, resolve_api_key
-from generation.backends.transports import Completion, MalformedResponseError, _completion_from, _status_error
+from generation.backends.transports import Completion, OpenAITransport, PermanentRequestError, _completion_from
 from generation.config import BUNDLED_CONFIGS, BackendConfig, JudgeRubric, RetryConfig, SamplingConfig, read_yaml_mapping
 from generation.errors import ConfigError
 
@@ -59,43 +59,24 @@ def _envelope(completion: Completion, choice: Any) -> Completion:
     return Completion(json.dumps(body), completion.finish_reason, completion.prompt_tokens, completion.completion_tokens)
 
 
-class LogprobTransport:
+class LogprobTransport(OpenAITransport):
     """Chat completions through the ``openai`` SDK (any OpenAI-compatible server: vLLM, TGI, llama.cpp, OpenAI),
     asking for the top log-probabilities of each token; if the server refuses them (HTTP 400), asks without."""
 
-    def __init__(self, model: str, base_url: str, api_key: str | None, timeout_s: float):
-        import openai
-
-        self.model = model
-        self.logprobs = True
-        self._openai = openai
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=0)
+    logprobs = True
 
     async def complete(self, messages: list[dict[str, str]], sampling: SamplingConfig, seed: int | None) -> Completion:
-        openai = self._openai
         extra: dict[str, Any] = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self.logprobs else {}
         try:
-            output = await self._client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=sampling.max_tokens,  # type: ignore[arg-type]
-                temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, **extra,
-            )  # fmt: skip
-        except openai.BadRequestError as exc:
-            if not self.logprobs:
-                raise _status_error(exc.status_code, exc.message) from exc
-            log.warning("judge endpoint refused log-probs (%s); parsing replies instead", exc.message[:100])
+            output = await self.create(messages, sampling, seed, **extra)
+        except PermanentRequestError as exc:
+            if not self.logprobs or exc.status != 400:
+                raise
+            log.warning("judge endpoint refused log-probs (%s); parsing replies instead", str(exc)[:100])
             self.logprobs = False
             return await self.complete(messages, sampling, seed)
-        except openai.APITimeoutError as exc:
-            raise asyncio.TimeoutError(str(exc)) from exc
-        except openai.APIStatusError as exc:
-            raise _status_error(exc.status_code, exc.message) from exc
-        except openai.APIResponseValidationError as exc:
-            raise MalformedResponseError(str(exc)) from exc
         choices = output.choices
         return _envelope(_completion_from(choices, output.usage), choices[0] if choices else None)
-
-    async def aclose(self) -> None:
-        await self._client.close()
 
 
 class JudgeClient(LLMClient):
@@ -215,15 +196,15 @@ async def _judge_rows(client: LLMClient, rubric: JudgeRubric, rows: list[dict[st
 def run_judge(
     backend: BackendConfig, rubric: JudgeRubric | None, rows: list[dict[str, str]], retry: RetryConfig,
     cache_path: Path | None, log_path: Path, progress: bool = True, max_concurrency: int | None = None,
-    scrubber: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """Judge every row; returns per-row judge columns and a summary (model, methods, usage).
 
-    ``scrubber`` (generation.pii) masks personal data in replies before the cache stores them."""
+    The cache stores the judge's replies unscrubbed: they are at most a few tokens plus log-probabilities
+    (whose digits the PII scrubber could take for phone numbers), never text from the pairs."""
     rubric = rubric or default_rubric()
     if max_concurrency:
         backend = backend.model_copy(update={"max_concurrency": max_concurrency})
-    cache = RequestCache(cache_path, scrubber) if cache_path is not None else None
+    cache = RequestCache(cache_path) if cache_path is not None else None
     try:
         with judge_endpoint(backend, log_path) as url:
 

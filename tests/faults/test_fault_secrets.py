@@ -4,7 +4,6 @@ keys are put in the environment, the job runs, and every written byte is searche
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from pathlib import Path
