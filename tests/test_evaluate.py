@@ -321,3 +321,15 @@ def test_report_shows_the_modification_weights_the_run_used(tmp_path, scorer, la
     assert section.count("<td>prior</td>") == len(cfg.modifications) - 2
     unweighted = (labelled_eval[0] / "eval" / "report.html").read_text(encoding="utf-8")
     assert "Modification sampling weights" not in unweighted
+
+
+def test_report_shows_what_the_run_masked(tmp_path, cfg, scorer, labelled):
+    run = tmp_path / "run"
+    run.mkdir()
+    privacy = {"pii_enabled": True, "masked": {"input_questions": {"EMAIL": 2, "SSN": 1}, "generated_questions": {}, "answers": {"PHONE": 1}}}
+    (run / "run_summary.json").write_text(json.dumps({"privacy": privacy}), encoding="utf-8")
+    evaluate_file(write_pairs(run / "questions_and_responses.csv", labelled[:4]), run / "eval", cfg, scorer=scorer, progress=False)
+    section = (run / "eval" / "report.html").read_text(encoding="utf-8").split("<h2>Personal data masked by the run</h2>")[1].split("<h2>")[0]
+    assert "scrubbing was on" in section
+    assert "<td>input_questions</td><td>EMAIL 2, SSN 1</td>" in section and "<td>answers</td><td>PHONE 1</td>" in section
+    assert "<td>generated_questions</td><td>none</td>" in section

@@ -221,6 +221,7 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
         out.append(f"<tr><td>{_esc(mod)}</td><td>{entry['rows']}</td><td>{entry['pass_rate']:.0%}</td><td>{_esc(flags)}</td></tr>")
     out.append("</table>")
     out.append(_weights_section(cfg))
+    out.append(_privacy_section(Path(summary["input"]).parent / "run_summary.json" if summary.get("input") else None))
     out.append("<h2>Worst examples per flag</h2>")
     for code in FLAG_CODES:
         rows = [i for i, r in enumerate(results) if code in r["flags"]]
@@ -239,6 +240,27 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
     out.append("<h2>Tools and settings</h2><pre>" + _esc(json.dumps({"tools": summary["tools"], "config": summary["config"]}, indent=2)) + "</pre>")
     out.append("</body></html>")
     write_text(path, "\n".join(out))
+
+
+def _privacy_section(run_summary: Path | None) -> str:
+    """What the run that produced the input masked (its run_summary.json ``privacy``), per place and kind."""
+    if run_summary is None or not run_summary.is_file():
+        return ""
+    try:
+        privacy = json.loads(run_summary.read_text(encoding="utf-8")).get("privacy")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(privacy, dict):
+        return ""
+    rows = "".join(
+        f"<tr><td>{_esc(place)}</td><td>{_esc(', '.join(f'{k} {v}' for k, v in sorted((counts or {}).items())) or 'none')}</td></tr>"
+        for place, counts in (privacy.get("masked") or {}).items()
+    )
+    state = "on" if privacy.get("pii_enabled") else "OFF"
+    return (
+        f"<h2>Personal data masked by the run</h2><p>PII scrubbing was {state} (privacy.pii); masked values became "
+        f"typed placeholders such as [EMAIL] before anything was written.</p><table><tr><th>where</th><th>masked</th></tr>{rows}</table>"
+    )
 
 
 def _weights_section(cfg: RunConfig) -> str:
