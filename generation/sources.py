@@ -114,8 +114,13 @@ def _split_files(builder: Any, split: str) -> list[str]:
 def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSource:
     """Prepare the configured split with ``datasets`` (checking files, column and emptiness) for streaming."""
     import datasets  # imported lazily: it is slow to import and not needed by most commands
+    import pyarrow as pa
 
     datasets.disable_progress_bars()
+    # Arrow's default allocator (jemalloc/mimalloc) keeps freed batches mapped, so preparing a large split
+    # would leave the process larger than one batch needs; the system allocator returns them (bench/memory.py).
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else (cfg.data_files or [])
     for file in files:
         if "://" in file or any(ch in file for ch in "*?["):
