@@ -36,20 +36,10 @@ def _temporary_beside(path: Path) -> tuple[int, Path]:
 
 
 @contextmanager
-def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """Write to a temporary file beside ``path`` and rename it into place only when complete.
-
-    A failed write (``OSError``: disk full, file size limit, permissions) becomes a one-line
-    :class:`OutputWriteError` naming ``path``; the temporary file is removed and ``path`` is unchanged.
-    """
-    fd, tmp = _temporary_beside(path)
+def _removed_on_failure(tmp: Path, path: Path) -> Iterator[None]:
+    """Delete the temporary file if the write fails; an ``OSError`` becomes a one-line error naming ``path``."""
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        yield
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _write_error(path, exc) from exc
@@ -59,22 +49,33 @@ def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
 
 
 @contextmanager
+def atomic_write(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """Write to a temporary file beside ``path`` and rename it into place only when complete.
+
+    A failed write (``OSError``: disk full, file size limit, permissions) becomes a one-line
+    :class:`OutputWriteError` naming ``path``; the temporary file is removed and ``path`` is unchanged.
+    """
+    fd, tmp = _temporary_beside(path)
+    with _removed_on_failure(tmp, path):
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+@contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a library to write to; rename it into place on success."""
     fd, tmp = _temporary_beside(path)
     os.close(fd)
-    try:
+    with _removed_on_failure(tmp, path):
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _write_error(path, exc) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # Cells starting with these characters are read as formulas by spreadsheet programs (CSV injection).
