@@ -35,12 +35,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_regex(pattern: str, label: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{label}: invalid regular expression {pattern!r}: {exc}") from None
+
+
 def _compile_all(patterns: list[str]) -> list[str]:
     for index, pattern in enumerate(patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"item {index}: invalid regular expression {pattern!r}: {exc}") from None
+        _check_regex(pattern, f"item {index}")
     return patterns
 
 
@@ -310,10 +314,7 @@ class PiiConfig(StrictModel):
         for kind, pattern in patterns.items():
             if not _PII_KIND_NAME.fullmatch(kind):
                 raise ValueError(f"{kind!r}: kind names are upper case (A-Z, 0-9, _), e.g. CASE_NUMBER")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{kind}: invalid regular expression {pattern!r}: {exc}") from None
+            _check_regex(pattern, kind)
         return patterns
 
 
