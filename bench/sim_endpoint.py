@@ -30,7 +30,7 @@ GET /health, GET /v1/models, GET /metrics (Prometheus text with vLLM's names: ``
 ``vllm:num_requests_waiting``, ``vllm:time_to_first_token_seconds``, ``vllm:e2e_request_latency_seconds``,
 ``vllm:request_queue_time_seconds`` histograms, ``vllm:request_success_total``, ``vllm:prompt_tokens_total``,
 ``vllm:generation_tokens_total``), and GET /stats: JSON counters for benches (requests per kind, first
-arrival and last answer per kind as ``time.time()``, peaks of running / waiting / open connections).
+arrival and last answer per kind as ``time.time()``, the sum of drawn latencies per kind, peaks of running / waiting / open connections).
 Time to first token is the queue wait plus one token's share of the request's service time.
 """
 
@@ -355,7 +355,7 @@ class Simulator:
         })  # fmt: skip
         self.prompt_tokens += prompt
         job = Job(connection, slot, response, self.draw_latency(digest), completion, kind, finish)
-        stats = self.by_kind.setdefault(kind, {"requests": 0, "answered": 0, "first_arrival": 0.0, "last_answer": 0.0})
+        stats = self.by_kind.setdefault(kind, {"requests": 0, "answered": 0, "latency_s": 0.0, "first_arrival": 0.0, "last_answer": 0.0})
         stats["requests"] += 1
         if not stats["first_arrival"]:
             stats["first_arrival"] = time.time()
@@ -384,6 +384,7 @@ class Simulator:
         self.e2e.observe(time.monotonic() - job.arrived)
         stats = self.by_kind[job.kind]
         stats["answered"] += 1
+        stats["latency_s"] += job.latency
         stats["last_answer"] = time.time()
         job.connection.finish(job.slot, 200, job.response_body)
         while self.waiting and (self.args.max_batch is None or self.running < self.args.max_batch):
