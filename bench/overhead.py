@@ -1,7 +1,7 @@
 """Client-layer overhead: requests/s and CPU per request against a local endpoint that answers instantly.
 
-The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio, in its own process, that answers
-every POST with the same chat completion. The client is synthgen's LLMClient (retries, adaptive
+The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio (the simulated endpoint's framing,
+``bench/sim_endpoint.py``), in its own process, that answers every POST with the same chat completion. The client is synthgen's LLMClient (retries, adaptive
 concurrency, health checks, accounting; no request cache unless noted), measured with each transport;
 ``http+cache+pii`` is the default transport as a run uses it: the SQLite request cache with the PII
 scrubber, and each reply scrubbed again as a step receives it (``generation.pii.scrub_reply``).
@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sim_endpoint import HTTPConnection, Slot  # noqa: E402 - the same HTTP/1.1 framing as the simulated endpoint
+
 BODY = json.dumps(
     {
         "id": "x", "object": "chat.completion", "created": 0, "model": "instant",
@@ -33,34 +35,13 @@ BODY = json.dumps(
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     }
 ).encode()  # fmt: skip
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
-)
-HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class InstantHTTP(asyncio.Protocol):
-    """Answers each complete HTTP/1.1 request at once (keep-alive, Content-Length bodies)."""
+class InstantHTTP(HTTPConnection):
+    """Answers every POST with the same chat completion at once, anything else with ``{}``."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            length = 0
-            marker = head.find(b"content-length:")
-            if marker >= 0:
-                length = int(head[marker + 15 : head.find(b"\r\n", marker) if head.find(b"\r\n", marker) > 0 else None])
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length :]
-            self.transport.write(RESPONSE if head.startswith(b"post") else HEALTH)  # type: ignore[attr-defined]
+    def route(self, method: str, path: str, body: bytes, slot: Slot) -> None:
+        self.finish(slot, 200, BODY if method == "POST" else b"{}")
 
 
 async def serve() -> None:

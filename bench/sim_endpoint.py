@@ -435,22 +435,21 @@ def _json(payload: object) -> bytes:
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required"}
 
 
-class Connection(asyncio.Protocol):
-    """HTTP/1.1 with keep-alive and Content-Length bodies; pipelined requests are answered in order."""
+class HTTPConnection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive and Content-Length bodies; pipelined requests are answered in order.
 
-    def __init__(self, sim: Simulator):
-        self.sim = sim
+    Subclasses answer in ``route`` by calling ``finish`` for the request's slot, at once or later.
+    """
+
+    def __init__(self) -> None:
         self.buffer = bytearray()
         self.pending: deque[Slot] = deque()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.sim.connections += 1
-        self.sim.peaks["connections"] = max(self.sim.peaks["connections"], self.sim.connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.sim.connections -= 1
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -467,7 +466,9 @@ class Connection(asyncio.Protocol):
                 headers[name.strip().lower()] = value.strip()
             if "chunked" in headers.get("transfer-encoding", "").lower():
                 del self.buffer[:]
-                self.answer(Slot(True), 411, _json({"message": "chunked bodies are not supported; send Content-Length"}))
+                slot = Slot(True)
+                self.pending.append(slot)
+                self.finish(slot, 411, _json({"message": "chunked bodies are not supported; send Content-Length"}))
                 return
             length = int(headers.get("content-length") or 0)
             if len(self.buffer) < end + 4 + length:
@@ -476,27 +477,12 @@ class Connection(asyncio.Protocol):
             del self.buffer[: end + 4 + length]
             parts = request_line.split(" ")
             method, path = (parts[0], parts[1].split("?", 1)[0]) if len(parts) >= 2 else ("", "")
-            self.route(method, path, body, Slot(headers.get("connection", "").lower() == "close"))
+            slot = Slot(headers.get("connection", "").lower() == "close")
+            self.pending.append(slot)
+            self.route(method, path, body, slot)
 
     def route(self, method: str, path: str, body: bytes, slot: Slot) -> None:
-        self.pending.append(slot)
-        if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
-            self.sim.chat(self, slot, body)
-        elif method == "GET" and path == "/health":
-            self.finish(slot, 200, b"")
-        elif method == "GET" and path in ("/v1/models", "/models"):
-            model = {"id": self.sim.model, "object": "model", "created": int(self.sim.started), "owned_by": "sim"}
-            self.finish(slot, 200, _json({"object": "list", "data": [model]}))
-        elif method == "GET" and path == "/metrics":
-            self.finish(slot, 200, self.sim.metrics(), b"text/plain; version=0.0.4; charset=utf-8")
-        elif method == "GET" and path == "/stats":
-            self.finish(slot, 200, self.sim.stats())
-        else:
-            self.finish(slot, 404, _json({"object": "error", "message": f"{method} {path}: not found", "code": 404}))
-
-    def answer(self, slot: Slot, status: int, body: bytes) -> None:
-        self.pending.append(slot)
-        self.finish(slot, status, body)
+        raise NotImplementedError
 
     def finish(self, slot: Slot, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
         """Fill ``slot``; write every answer that is now first in line."""
@@ -510,6 +496,38 @@ class Connection(asyncio.Protocol):
             self.transport.write(head.encode() + b"Content-Type: " + done.content_type + tail + done.body)
             if done.close:
                 self.transport.close()
+
+
+class Connection(HTTPConnection):
+    """One client connection to the simulator."""
+
+    def __init__(self, sim: Simulator):
+        super().__init__()
+        self.sim = sim
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.sim.connections += 1
+        self.sim.peaks["connections"] = max(self.sim.peaks["connections"], self.sim.connections)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.sim.connections -= 1
+
+    def route(self, method: str, path: str, body: bytes, slot: Slot) -> None:
+        if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
+            self.sim.chat(self, slot, body)
+        elif method == "GET" and path == "/health":
+            self.finish(slot, 200, b"")
+        elif method == "GET" and path in ("/v1/models", "/models"):
+            model = {"id": self.sim.model, "object": "model", "created": int(self.sim.started), "owned_by": "sim"}
+            self.finish(slot, 200, _json({"object": "list", "data": [model]}))
+        elif method == "GET" and path == "/metrics":
+            self.finish(slot, 200, self.sim.metrics(), b"text/plain; version=0.0.4; charset=utf-8")
+        elif method == "GET" and path == "/stats":
+            self.finish(slot, 200, self.sim.stats())
+        else:
+            self.finish(slot, 404, _json({"object": "error", "message": f"{method} {path}: not found", "code": 404}))
 
 
 async def serve(args: argparse.Namespace) -> None:
