@@ -170,20 +170,34 @@ def sim_stats(base_url: str) -> dict:
         return json.loads(response.read())
 
 
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total += int(handle.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
 def watch_rss(pid: int, peak: list[float], stop: threading.Event) -> None:
     """Sample the RSS of ``pid`` and its descendants (sum) every 0.5 s; keep the maximum in ``peak[0]``."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
     while not stop.wait(0.5):
-        try:
-            total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-        except psutil.Error:
-            continue
-        peak[0] = max(peak[0], total / 2**20)
+        peak[0] = max(peak[0], tree_rss_mib(pid))
 
 
 def run_config(path: Path, seeds_csv: Path, size: int, in_flight: int, base_url: str) -> None:
