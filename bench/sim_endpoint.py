@@ -30,7 +30,7 @@ GET /health, GET /v1/models, GET /metrics (Prometheus text with vLLM's names: ``
 ``vllm:num_requests_waiting``, ``vllm:time_to_first_token_seconds``, ``vllm:e2e_request_latency_seconds``,
 ``vllm:request_queue_time_seconds`` histograms, ``vllm:request_success_total``, ``vllm:prompt_tokens_total``,
 ``vllm:generation_tokens_total``), and GET /stats: JSON counters for benches (requests per kind, first
-arrival and last answer per kind as ``time.time()``, the sum of drawn latencies per kind, peaks of running / waiting / open connections).
+arrival and last answer per kind as ``time.time()``, the sum of drawn latencies per kind, peaks of running / waiting / open connections, connections opened).
 Time to first token is the queue wait plus one token's share of the request's service time.
 """
 
@@ -297,6 +297,7 @@ class Simulator:
         self.waiting: deque[Job] = deque()
         self.running = 0
         self.connections = 0
+        self.connections_opened = 0
         self.peaks = {"running": 0, "waiting": 0, "in_flight": 0, "connections": 0}
         self.by_kind: dict[str, dict[str, float]] = {}
         self.prompt_tokens = 0
@@ -418,7 +419,7 @@ class Simulator:
     def stats(self) -> bytes:
         return _json({
             "started": self.started, "running": self.running, "waiting": len(self.waiting),
-            "connections": self.connections, "peaks": self.peaks, "by_kind": self.by_kind,
+            "connections": self.connections, "connections_opened": self.connections_opened, "peaks": self.peaks, "by_kind": self.by_kind,
             "answered": sum(s["answered"] for s in self.by_kind.values()), "errors": self.errors,
             "prompt_tokens": self.prompt_tokens, "generation_tokens": self.generation_tokens,
             "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
@@ -508,6 +509,7 @@ class Connection(HTTPConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.sim.connections += 1
+        self.sim.connections_opened += 1
         self.sim.peaks["connections"] = max(self.sim.peaks["connections"], self.sim.connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
