@@ -1,8 +1,9 @@
 """Client-layer overhead: requests/s and CPU per request against a local endpoint that answers instantly.
 
 The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio (the simulated endpoint's framing,
-``bench/sim_endpoint.py``), in its own process, that answers every POST with the same chat completion. The client is synthgen's LLMClient (retries, adaptive
-concurrency, health checks, accounting; no request cache unless noted), measured with each transport;
+``bench/sim_endpoint.py``), in its own process, that answers every POST with the same chat completion.
+The client is synthgen's LLMClient (retries, adaptive concurrency, health checks, accounting; no request
+cache unless noted), measured with each transport;
 ``http+cache+pii`` is the default transport as a run uses it: the SQLite request cache with the PII
 scrubber, and each reply scrubbed again as a step receives it (``generation.pii.scrub_reply``).
 

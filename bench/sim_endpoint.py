@@ -29,8 +29,9 @@ request). It never answers 429. Tokens are counted as characters / 4.
 GET /health, GET /v1/models, GET /metrics (Prometheus text with vLLM's names: ``vllm:num_requests_running``,
 ``vllm:num_requests_waiting``, ``vllm:time_to_first_token_seconds``, ``vllm:e2e_request_latency_seconds``,
 ``vllm:request_queue_time_seconds`` histograms, ``vllm:request_success_total``, ``vllm:prompt_tokens_total``,
-``vllm:generation_tokens_total``), and GET /stats: JSON counters for benches (requests per kind, first
-arrival and last answer per kind as ``time.time()``, the sum of drawn latencies per kind, peaks of running / waiting / open connections, connections opened).
+``vllm:generation_tokens_total``), and GET /stats: JSON counters for benches (per kind: requests, first
+arrival and last answer as ``time.time()``, sum of drawn latencies; peaks of running, waiting and open
+connections; connections opened).
 Time to first token is the queue wait plus one token's share of the request's service time.
 """
 
