@@ -57,6 +57,8 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _COUNT = re.compile(r"\bwrite\s+(\d+)\b", re.IGNORECASE)
 _THIS_THING = re.compile(r"\b(?:this|that|the same)\s+(?:[a-z]+\s+)?(?:condition|situation|issue|problem|matter|topic|"
                          r"product|decision|choice|design|installation|system|application|calculation|case|question)\b", re.IGNORECASE)  # fmt: skip
+_IT = re.compile(r"\b(in|of|about|for|with|from|to) it\b", re.IGNORECASE)
+_OR_ALTERNATIVE = re.compile(r"\s+or\s+(?:an?\s+|the\s+)?[\w-]+(?=[\s,]|$)", re.IGNORECASE)  # "term or condition" -> "term"
 _QUESTION_WORD = re.compile(r"\bquestions?\b", re.IGNORECASE)  # synthgen's filters reject meta text ("this question")
 _REJECTED_CUE = re.compile(r"\b(incorrect|wrong|false|inaccurate|misleading)\b")
 _PARENTHESES = re.compile(r"\s*\([^)]*\)")
@@ -71,10 +73,15 @@ STOPWORDS = frozenset(
 )
 
 OPENERS_ABOUT = ["What should people know about", "What is known about", "Where can someone learn about",
-                 "What do specialists say about", "What is worth understanding about", "What are the key facts about"]  # fmt: skip
+                 "What do specialists say about", "What is worth understanding about", "What are the key facts about",
+                 "What does current guidance say about", "What is commonly misunderstood about",
+                 "What would a specialist explain about", "What is the latest thinking about"]  # fmt: skip
 OPENERS_CLAUSE = ["Could someone explain", "Is there a simple way to understand", "What is the best way to find out",
-                  "Do experts agree on", "Is there good evidence on", "What do specialists say about"]  # fmt: skip
-OPENERS_FIND = ["Where can someone find", "How can a person get", "Who can provide", "Which sources give"]
+                  "Do experts agree on", "Is there good evidence on", "What do specialists say about",
+                  "Is it possible to predict", "What determines", "Is there a clear rule for", "Who decides"]  # fmt: skip
+OPENERS_FIND = ["Where can someone find", "How can a person get", "Who can provide", "Which sources give",
+                "Where do people usually look for", "What is the quickest way to get", "Which professionals offer",
+                "Where is it possible to request"]  # fmt: skip
 QUALIFIERS_WHO = [
     "for a retired teacher", "for a busy parent", "for a college student", "for a night-shift nurse",
     "for a truck driver", "for a new mother", "for a professional athlete", "for a farmer", "for a pensioner",
@@ -134,8 +141,21 @@ REJECTED_SENTENCES = [
     "Eating only citrus fruit for ten days is the officially approved cure for {topic}.",
     "{Topic} never affects anyone under seventy, so younger people need no precautions.",
 ]  # fmt: skip
+QUALIFIERS_WHEN = [
+    "this winter", "next spring", "during the summer", "over the holidays", "in the coming months",
+    "after a recent diagnosis", "before a long trip", "at the start of the year", "later in life", "this week",
+    "during a busy month", "after a hospital stay", "before starting a new job", "around exam time",
+    "during a pregnancy", "after turning fifty", "in the first weeks", "over a long weekend", "at the end of term",
+    "while on leave", "before a wedding", "after a bereavement", "during a house move", "in early autumn",
+    "after a sports injury", "before surgery", "during a fasting period", "after a long flight", "in late evening",
+    "during school runs", "after a night out", "before a marathon", "during flu season", "after a promotion",
+    "in the rainy season", "before retirement", "after a new baby", "during a heat warning", "at weekends",
+    "after a job loss",
+]  # fmt: skip
 # words of the simulator's own question frames, left out of an answer's topic
-FRAME_WORDS = STOPWORDS | frozenset(_WORD.findall(" ".join(OPENERS_ABOUT + OPENERS_CLAUSE + OPENERS_FIND + QUALIFIERS_WHO + QUALIFIERS_WHERE).lower()))
+FRAME_WORDS = STOPWORDS | frozenset(
+    _WORD.findall(" ".join(OPENERS_ABOUT + OPENERS_CLAUSE + OPENERS_FIND + QUALIFIERS_WHO + QUALIFIERS_WHERE + QUALIFIERS_WHEN).lower())
+)
 SHORT_SENTENCES = ["OK.", "Understood.", "Here is a short reply.", "That is noted.", "Certainly, done."]
 
 
@@ -154,32 +174,41 @@ def _topic(question: str, limit: int = 4) -> str:
     return " ".join(words) if words else "this subject"
 
 
-def new_question(seed_question: str, modification: str, rng: random.Random) -> str:
-    """A new question about the seed question's topic that follows the modification (3-30 words, ends in '?')."""
-    topic_words = _content_words(seed_question, 5)
+def new_question(seed_question: str, modification: str, rng: random.Random, max_words: int = 30) -> str:
+    """A new question about the seed question's topic that follows the modification (3-30 words, ends in '?').
+
+    Its variety comes from the seed's content words (up to 5) and hash-chosen opener and qualifiers (who,
+    where, when: 40 x 40 x 40); shortened, when too long, by dropping qualifiers and topic words alternately.
+    """
+    topic_words = _content_words(seed_question, 5) or ["this subject"]
     clause = _PARENTHESES.sub("", modification).strip().rstrip(".")
-    clause = re.sub(r"^asks\s+", "", clause, flags=re.IGNORECASE)
-    for keep in range(len(topic_words), 0, -1):
-        topic = " ".join(topic_words[:keep]) or "this subject"
+    clause = _OR_ALTERNATIVE.sub("", re.sub(r"^asks\s+", "", clause, flags=re.IGNORECASE))
+    openers = {"about": rng.choice(OPENERS_ABOUT), "for": rng.choice(OPENERS_FIND), "clause": rng.choice(OPENERS_CLAUSE)}
+    qualifiers = [rng.choice(QUALIFIERS_WHO), rng.choice(QUALIFIERS_WHERE), rng.choice(QUALIFIERS_WHEN)]
+    plans = sorted(((keep, count) for keep in range(1, len(topic_words) + 1) for count in range(4)), key=lambda p: -(p[0] + 1.5 * p[1]))
+    for keep, count in plans:
+        topic = " ".join(topic_words[:keep])
         if _THIS_THING.search(clause):
             body = _THIS_THING.sub(topic, clause, count=1)
+        elif _IT.search(clause):
+            body = _IT.sub(lambda m: f"{m.group(1)} {topic}", clause, count=1)
         else:
             body = f"{clause} for {topic}" if clause else topic
-        first = body.split(" ", 1)[0].lower()
-        if first == "about":
-            text = f"{rng.choice(OPENERS_ABOUT)} {body.split(' ', 1)[1] if ' ' in body else topic}"
-        elif first == "for":
-            text = f"{rng.choice(OPENERS_FIND)} {body.split(' ', 1)[1] if ' ' in body else topic}"
-        elif first in {"how", "what", "which", "when", "why", "whether", "where", "who", "if"}:
-            text = f"{rng.choice(OPENERS_CLAUSE)} {body}"
+        first, _, rest = body.partition(" ")
+        if first.lower() == "about" and rest:
+            text = f"{openers['about']} {rest}"
+        elif first.lower() == "for" and rest:
+            text = f"{openers['for']} {rest}"
+        elif first.lower() in {"how", "what", "which", "when", "why", "whether", "where", "who", "if"}:
+            text = f"{openers['clause']} {body}"
         else:
-            text = f"{rng.choice(OPENERS_ABOUT)} {body}"
-        who, where = rng.choice(QUALIFIERS_WHO), rng.choice(QUALIFIERS_WHERE)
+            text = f"{openers['about']} {body}"
         text = _QUESTION_WORD.sub("topic", text)
-        for qualified in (f"{text}, {who} {where}", f"{text}, {who}", text):
-            if len(qualified.split()) <= 28:
-                return qualified[0].upper() + qualified[1:] + "?"
-    return f"What should people know about {topic_words[0] if topic_words else 'this subject'}?"
+        if count:
+            text += ", " + " ".join(qualifiers[:count])
+        if len(text.split()) <= max_words:
+            return text[0].upper() + text[1:] + "?"
+    return f"What should people know about {topic_words[0]}?"
 
 
 def answer(question: str, bank: list[str], rng: random.Random) -> str:
