@@ -97,8 +97,8 @@ def test_replies_pass_the_domains_own_filters_and_rarely_collide(domain: str):
         assert kinds == ["chosen", "rejected"]
         assert check_chosen(answers[0], cfg.responses) is None, answers[0]
         assert check_rejected(answers[1], answers[0], cfg.responses) is None, answers
-    # ~15 seeds per domain, so each seed and modification pair recurs several times; still rare
-    assert reasons["near_duplicate"] <= 30, reasons
+    # each domain has a few dozen sample seeds, so each seed and modification pair recurs several times; still rare
+    assert reasons["near_duplicate"] <= 6, reasons
 
 
 def test_same_request_same_reply_and_usage(sim: str):
