@@ -185,3 +185,21 @@ def test_scale_seed_sets_are_distinct_and_deterministic():
     assert first == [scale.seed_question(i) for i in range(20000)]
     assert len({q.lower() for q in first}) == 20000
     assert all(q.endswith("?") and 5 <= len(q.split()) <= 25 for q in first)
+
+
+@pytest.mark.parametrize("sim", [("--latency-mean", "0", "--latency-dist", "fixed", "--token-rate", "100")], indirect=True)
+def test_token_rate_makes_a_fuller_batch_slower_per_request(sim: str):
+    """Service time = completion tokens x requests running / token rate (a crude continuous-batching model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def timed(i: int) -> tuple[float, int]:
+        started = time.monotonic()
+        reply = post(sim, {"model": "x", "messages": [{"role": "user", "content": f"Say something {i}."}], "max_tokens": 64})
+        return time.monotonic() - started, reply["usage"]["completion_tokens"]
+
+    alone, tokens = timed(0)
+    assert alone >= tokens / 100 * 0.9
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(timed, range(1, 9)))
+    slowest, slowest_tokens = max(together)
+    assert slowest >= 2 * slowest_tokens / 100  # it started with others running
