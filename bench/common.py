@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -143,10 +144,11 @@ async def replay(base_url: str, bodies: list[bytes], concurrency: int) -> tuple[
     return time.monotonic() - started, tokens
 
 
-def synthgen(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start the real CLI in a subprocess, its output going to ``log``."""
+def synthgen(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start the real CLI in a subprocess, its output going to ``log`` (``env``: extra environment variables)."""
     handle = open(log, "ab")  # noqa: SIM115 - the child holds it; closed when the bench exits
-    return subprocess.Popen([sys.executable, "-m", "generation", *args], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.Popen([sys.executable, "-m", "generation", *args], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=environment)
 
 
 def tail(path: Path, chars: int = 3000) -> str:

@@ -1,8 +1,11 @@
 """Client-layer overhead: requests/s and CPU per request against a local endpoint that answers instantly.
 
-The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio, in its own process, that answers
-every POST with the same chat completion. The client is synthgen's LLMClient (retries, adaptive
-concurrency, health checks, accounting; no request cache unless noted), measured with each transport.
+The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio (the simulated endpoint's framing,
+``bench/sim_endpoint.py``), in its own process, that answers every POST with the same chat completion.
+The client is synthgen's LLMClient (retries, adaptive concurrency, health checks, accounting; no request
+cache unless noted), measured with each transport;
+``http+cache+pii`` is the default transport as a run uses it: the SQLite request cache with the PII
+scrubber, and each reply scrubbed again as a step receives it (``generation.pii.scrub_reply``).
 
     .venv/bin/python bench/overhead.py [--requests N] [--concurrency C]
 
@@ -24,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sim_endpoint import HTTPConnection, Slot  # noqa: E402 - the same HTTP/1.1 framing as the simulated endpoint
+
 BODY = json.dumps(
     {
         "id": "x", "object": "chat.completion", "created": 0, "model": "instant",
@@ -31,34 +36,13 @@ BODY = json.dumps(
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     }
 ).encode()  # fmt: skip
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
-)
-HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class InstantHTTP(asyncio.Protocol):
-    """Answers each complete HTTP/1.1 request at once (keep-alive, Content-Length bodies)."""
+class InstantHTTP(HTTPConnection):
+    """Answers every POST with the same chat completion at once, anything else with ``{}``."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            length = 0
-            marker = head.find(b"content-length:")
-            if marker >= 0:
-                length = int(head[marker + 15 : head.find(b"\r\n", marker) if head.find(b"\r\n", marker) > 0 else None])
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length :]
-            self.transport.write(RESPONSE if head.startswith(b"post") else HEALTH)  # type: ignore[attr-defined]
+    def route(self, method: str, path: str, body: bytes, slot: Slot) -> None:
+        self.finish(slot, 200, BODY if method == "POST" else b"{}")
 
 
 async def serve() -> None:
@@ -75,20 +59,27 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-async def load(base_url: str, transport: str, count: int, concurrency: int, cache_dir: Path | None) -> dict:
+async def load(base_url: str, transport: str, count: int, concurrency: int, cache_dir: Path | None, pii: bool = False) -> dict:
     from generation.backends.cache import RequestCache
     from generation.backends.client import ChatRequest, LLMClient
     from generation.config import BackendConfig, RetryConfig, SamplingConfig
+    from generation.pii import Scrubber, scrub_reply
 
     config = BackendConfig(engine="endpoint", model="instant", base_url=base_url, max_concurrency=concurrency, transport=transport)
     sampling = SamplingConfig(max_tokens=16)
-    cache = RequestCache(cache_dir / f"{transport}-{time.monotonic_ns()}.sqlite") if cache_dir else None
+    scrubber = Scrubber() if pii else None
+    cache = RequestCache(cache_dir / f"{transport}-{time.monotonic_ns()}.sqlite", scrubber) if cache_dir else None
     async with LLMClient(config, base_url, RetryConfig(), cache=cache) as client:
+
+        async def ask(request: ChatRequest) -> str:
+            result = await client.chat(request)
+            return scrub_reply(scrubber, client, request, result)[0] if scrubber else result.text
+
         warm = [ChatRequest.build([{"role": "user", "content": f"warm {i}"}], sampling, i, "warmup") for i in range(200)]
-        await asyncio.gather(*(client.chat(r) for r in warm))
+        await asyncio.gather(*(ask(r) for r in warm))
         batch = [ChatRequest.build([{"role": "user", "content": f"question {i}?"}], sampling, i, "bench") for i in range(count)]
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        results = await asyncio.gather(*(client.chat(r) for r in batch))
+        results = await asyncio.gather(*(ask(r) for r in batch))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         usage = client.usage_summary()["primary"]["by_purpose"]["bench"]
     if cache is not None:
@@ -108,12 +99,13 @@ def main() -> None:
         asyncio.run(serve())
         return
     server, base_url = start_server()
-    runs: dict[str, list[dict]] = {"http": [], "http+cache": [], "inference_client": []}
+    runs: dict[str, list[dict]] = {"http": [], "http+cache": [], "http+cache+pii": [], "inference_client": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):  # interleaved, so both see the same background load
                 runs["http"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, None)))
                 runs["http+cache"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, Path(tmp))))
+                runs["http+cache+pii"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, Path(tmp), pii=True)))
                 count = max(1000, args.requests // 4)
                 runs["inference_client"].append(asyncio.run(load(base_url, "inference_client", count, args.concurrency, None)))
     finally:

@@ -236,7 +236,7 @@ class BackendConfig(StrictModel):
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
-    max_concurrency: int = Field(4, ge=1, le=4096)
+    max_concurrency: int = Field(4, ge=1, le=65536)  # datatrove-style runs keep 5,000+ requests in flight
     timeout_s: float = Field(120.0, gt=0)
     expected_tokens_per_s: float = Field(75.0, gt=0)
     # "http": one shared aiohttp session posting to /chat/completions (lowest overhead); "inference_client":

@@ -109,6 +109,12 @@ _LABELLED_NUMBER_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _PHONE_SEPARATED = re.compile(r"[\s().-]")
+_DIGITS = re.compile(r"\d+")  # the same (Unicode) digits the detectors' patterns match
+
+# Cheap pre-checks, so that most model replies (no digits, no "@") skip the expensive detectors: every kind
+# but EMAIL needs digits (IPv6 written with letters only needs two colons instead); these are the fewest a
+# match holds (a phone number: 4, the shortest national number in libphonenumber's metadata).
+_MIN_DIGITS = {"SSN": 9, "CARD": 13, "MRN": 4, "DOB": 1, "PHONE": 4, "ADDRESS": 1}
 
 
 def luhn_valid(digits: str) -> bool:
@@ -209,10 +215,24 @@ class Scrubber:
         self.kinds = tuple(kind for kind in KINDS if kind in set(kinds))
         self.phone_regions = tuple(phone_regions)
         self.extra = [(kind, re.compile(pattern)) for kind, pattern in (extra_patterns or {}).items()]
+        self._order = [k for k in ("EMAIL", "SSN", "MRN", "DOB", "CARD", "IP", "PHONE", "ADDRESS") if k in self.kinds]
+
+    def _possible_kinds(self, text: str) -> set[str]:
+        """The kinds ``text`` could hold at all (a cheap pre-check; most model replies have no digits)."""
+        digits = sum(map(len, _DIGITS.findall(text)))
+        possible = {kind for kind, least in _MIN_DIGITS.items() if digits >= least} if digits else set()
+        if "@" in text:
+            possible.add("EMAIL")
+        if digits or text.count(":") >= 2:
+            possible.add("IP")
+        return possible
 
     def find(self, text: str) -> list[PiiMatch]:
         """Non-overlapping PII spans in ``text``, in text order (earlier kinds in :data:`KINDS` win overlaps)."""
         if not text:
+            return []
+        possible = self._possible_kinds(text)
+        if not possible and not self.extra:
             return []
         finders = {
             "EMAIL": lambda: _emails(text),
@@ -225,10 +245,11 @@ class Scrubber:
             "ADDRESS": lambda: _addresses(text),
         }
         # Labelled kinds first: "SSN 123456789" is an SSN even though its digits could be a phone number.
-        order = [k for k in ("EMAIL", "SSN", "MRN", "DOB", "CARD", "IP", "PHONE", "ADDRESS") if k in self.kinds]
+        order = self._order
         candidates: list[tuple[int, PiiMatch]] = []
         for priority, kind in enumerate(order):
-            candidates.extend((priority, m) for m in finders[kind]())
+            if kind in possible:
+                candidates.extend((priority, m) for m in finders[kind]())
         for priority, (kind, pattern) in enumerate(self.extra, start=len(order)):
             for match in pattern.finditer(text):
                 group = "pii" if "pii" in pattern.groupindex else 0
@@ -243,9 +264,9 @@ class Scrubber:
     def scrub(self, text: str) -> tuple[str, Counter[str]]:
         """``text`` with every PII span replaced by its typed placeholder, and the count per kind."""
         matches = self.find(text)
-        counts: Counter[str] = Counter(m.kind for m in matches)
         if not matches:
-            return text, counts
+            return text, Counter()
+        counts: Counter[str] = Counter(m.kind for m in matches)
         pieces, last = [], 0
         for match in matches:
             pieces.append(text[last : match.start])

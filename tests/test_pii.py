@@ -161,6 +161,41 @@ def test_scrubbing_twice_changes_nothing():
         assert scrub(once) == (once, Counter())
 
 
+class _NoPrecheck(Scrubber):
+    """The same policy with every detector run on every text (no pre-check)."""
+
+    def _possible_kinds(self, text: str) -> set[str]:
+        return set(KINDS)
+
+
+def _varied_texts(count: int) -> list[str]:
+    """The labelled cases plus seeded random mixes of words, digits, separators, "@" and ":" around them."""
+    import random
+
+    rng = random.Random(13)
+    pieces = ["call", "SSN", "MRN", "born on", "live at", "Main St", "Apt", "card", "ip", "v", "mg", "dose", "May",
+              "@", ":", "::", "-", ".", "/", "(", ")", "+", " ", " ", " ", "x", "ab", "fe80", "dead:beef::cafe"]  # fmt: skip
+    texts = [case[0] for case in POSITIVE] + list(NEGATIVE)
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            parts.append(str(rng.randint(0, 10 ** rng.randint(1, 12))) if rng.random() < 0.4 else rng.choice(pieces))
+        texts.append(rng.choice(["", " "]).join(parts))
+    return texts
+
+
+def test_precheck_finds_exactly_what_every_detector_finds():
+    scrubber, unchecked = Scrubber(), _NoPrecheck()
+    for text in _varied_texts(3000):
+        assert scrubber.find(text) == unchecked.find(text), text
+
+
+def test_precheck_skips_texts_without_digits_but_not_letter_only_ipv6_or_emails():
+    assert Scrubber()._possible_kinds("What are the usual treatments for gout in older adults?") == set()
+    assert [m.kind for m in find_pii("reach the host at dead:beef::cafe today")] == ["IP"]
+    assert [m.kind for m in find_pii("write to nurse.jo@clinic.example.org")] == ["EMAIL"]
+
+
 def test_placeholders_survive_the_real_preprocessing_steps():
     raw = [
         "What's the risk if jane.doe@example.com shares her SSN 123-45-6789?",

@@ -1,5 +1,11 @@
 """On-disk cache of finished chat requests, so a rerun after a crash redoes only what was in flight.
 
+Writes are grouped: inside an event loop a finished request is committed within ``flush_interval_s``
+(5 ms) together with the others finished meanwhile (one transaction, WAL journal, ``synchronous=NORMAL``),
+so a crash loses at most the answers of those last milliseconds besides what was in flight; outside an
+event loop every ``put`` commits at once. ``close`` commits what is left. A failed commit (disk full)
+is raised by the next call.
+
 With a PII scrubber (``privacy.pii.enabled``, the default) a reply's text is scrubbed before it is
 stored, and what was masked is stored beside it (``masked_counts``), so no PII is kept in clear here and a
 resumed run reports the same masking figures as the first.
@@ -7,6 +13,7 @@ resumed run reports the same masking figures as the first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -29,11 +36,16 @@ def request_key(payload: dict[str, Any]) -> str:
 
 
 class RequestCache:
-    """A small SQLite key/value store; each finished request is committed at once."""
+    """A small SQLite key/value store of finished requests, committed in small groups (see the module doc)."""
 
-    def __init__(self, path: Path, scrubber: "Scrubber | None" = None):
+    def __init__(self, path: Path, scrubber: "Scrubber | None" = None, flush_interval_s: float = 0.005, flush_rows: int = 1024):
         self.path = path
         self.scrubber = scrubber
+        self.flush_interval_s = flush_interval_s
+        self.flush_rows = flush_rows
+        self._pending: dict[str, str] = {}  # key -> JSON value, not yet committed
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._error: BaseException | None = None  # a failed timed commit, raised by the next call
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
@@ -61,11 +73,15 @@ class RequestCache:
         db.commit()
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT value FROM requests WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
+        self._raise_failed_flush()
+        blob = self._pending.get(key)
+        if blob is None:
+            row = self._db.execute("SELECT value FROM requests WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            blob = row[0]
         try:
-            value = json.loads(row[0])
+            value = json.loads(blob)
         except json.JSONDecodeError:
             log.warning("request cache entry %s is corrupt; it will be regenerated", key[:12])
             return None
@@ -89,13 +105,48 @@ class RequestCache:
         if self.scrubber is not None and isinstance(value.get("text"), str):
             text, counts = self.scrubber.scrub(value["text"])
             value = {**value, "text": text, MASKED_FIELD: dict(counts)}
-        self._db.execute(
-            "INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
-        )
-        self._db.commit()
+        self._raise_failed_flush()
+        self._pending[key] = json.dumps(value, ensure_ascii=False)
+        if len(self._pending) >= self.flush_rows or self.flush_interval_s <= 0:
+            self.flush()
+        elif self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop: nothing would run a timer, so commit now
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(self.flush_interval_s, self._timed_flush)
+
+    def flush(self) -> None:
+        """Commit every pending result in one transaction."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        with self._db:  # one transaction; rolled back if it fails
+            self._db.executemany("INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", self._pending.items())
+        self._pending.clear()
+
+    def _timed_flush(self) -> None:
+        self._flush_handle = None
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - kept and raised by the next call, in the caller's context
+            self._error = exc
+
+    def _raise_failed_flush(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def __len__(self) -> int:
+        self.flush()
         return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._raise_failed_flush()
+            self.flush()
+        finally:
+            self._db.close()

@@ -1,0 +1,339 @@
+"""Scale: the real ``synthgen run`` against a simulated continuous-batching endpoint, per size and in-flight limit.
+
+For each size (seeds) and each in-flight setting (requests in flight : mean latency in seconds) it writes a
+deterministic CSV of distinct, varied seed questions, starts ``bench/sim_endpoint.py`` in its own process
+(latency drawn per request; replies valid for synthgen's filters), and runs ``synthgen run`` in a subprocess
+(engine ``endpoint``, ``backend.max_concurrency`` = in flight, target = 2 x seeds questions, request cache
+and PII scrubbing on, evaluation off). It prints, per run:
+
+- ideal makespan: requests x mean drawn latency / in flight (the endpoint's own counters);
+- actual makespan: the endpoint's first request to its last answer (the readiness probe excluded);
+- their ratio (goal >= 0.95), CPU ms per request (synthgen's process CPU incl. children / requests;
+  goal <= 1.0), peak RSS of the synthgen process tree (sampled every 0.5 s, and the kernel's ru_maxrss),
+  and the time spent in near-duplicate checks (``stages.questions.near_duplicate_s`` of run_summary.json;
+  "n/a" when the engine does not record it).
+
+    .venv/bin/python bench/scale.py [--sizes 10000,100000] [--full] [--in-flight 512:1,5000:10]
+        [--latency-dist uniform|lognormal|fixed] [--work-dir DIR --keep]
+
+``--full`` adds 1,000,000 seeds. Last line: ``scale: <ratio at 100k seeds, 512 in flight>`` (when that run was
+not made: the largest size run at the first in-flight setting, named on the line before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import REPO, stop_on_sigterm, synthgen, tail
+
+# ------------------------------------------------------------------------------------------ seed sets
+
+FRAMES = [
+    "What is the usual treatment for {c} in {g} {x}?", "How long does {c} last in {g} {x}?",
+    "Can {c} come back after treatment in {g} {x}?", "What are the first signs of {c} in {g} {x}?",
+    "Is {c} serious for {g} {x}?", "Which tests confirm {c} in {g} {x}?",
+    "How do doctors tell {c} apart from a cold in {g} {x}?", "What foods make {c} worse for {g} {x}?",
+    "Should {g} with {c} avoid exercise {x}?", "How fast does {c} spread among {g} {x}?",
+    "When does {c} need a hospital visit for {g} {x}?", "Does {c} run in families of {g} {x}?",
+    "What home remedies ease {c} in {g} {x}?", "Why is {c} more common in {g} {x}?",
+    "Can stress trigger {c} in {g} {x}?", "How is {c} prevented in {g} {x}?",
+    "What medicines help {c} in {g} {x}?", "Is {c} contagious between {g} {x}?",
+    "What complications can {c} cause in {g} {x}?", "How should {g} sleep with {c} {x}?",
+    "Can {g} with {c} keep working {x}?", "What does a flare of {c} feel like for {g} {x}?",
+    "Is surgery ever needed for {c} in {g} {x}?", "How much water should {g} with {c} drink {x}?",
+    "Which vitamins matter for {g} with {c} {x}?", "What makes {c} hard to diagnose in {g} {x}?",
+    "Can {c} affect memory in {g} {x}?", "How do {g} manage pain from {c} {x}?",
+    "Does weather change {c} symptoms in {g} {x}?", "Is {c} linked to diet in {g} {x}?",
+    "What should {g} pack for {c} when travelling {x}?", "How often should {g} with {c} see a specialist {x}?",
+]  # fmt: skip
+CONDITIONS = [word.replace("-", " ") for word in (
+    "asthma gout eczema migraine anaemia shingles psoriasis angina sciatica tinnitus bronchitis sinusitis "
+    "tonsillitis gastritis colitis cystitis dermatitis arthritis osteoporosis hypertension hypothyroidism "
+    "hyperthyroidism diabetes pneumonia influenza measles mumps chickenpox rubella scabies impetigo ringworm "
+    "conjunctivitis glaucoma cataracts vertigo insomnia narcolepsy epilepsy dementia parkinsonism lupus "
+    "fibromyalgia endometriosis appendicitis pancreatitis hepatitis cirrhosis gallstones hemorrhoids "
+    "diverticulitis celiac-disease lactose-intolerance acid-reflux peptic-ulcers kidney-stones "
+    "urinary-infections prostatitis rosacea acne alopecia vitiligo warts cold-sores athletes-foot "
+    "plantar-fasciitis tendinitis bursitis carpal-tunnel frozen-shoulder tennis-elbow back-pain neck-pain "
+    "whiplash concussion anxiety depression panic-attacks bipolar-disorder adhd autism dyslexia stuttering "
+    "sleep-apnea snoring restless-legs cluster-headaches tension-headaches bells-palsy neuralgia "
+    "multiple-sclerosis motor-neurone-disease muscular-dystrophy scoliosis osteoarthritis heart-failure "
+    "atrial-fibrillation varicose-veins deep-vein-thrombosis anaphylaxis hay-fever food-allergies "
+    "hives nosebleeds earwax-buildup ear-infections glue-ear laryngitis croup whooping-cough tuberculosis "
+    "malaria dengue lyme-disease salmonella norovirus e-coli-infection thrush bacterial-vaginosis "
+    "menopause-symptoms heavy-periods pcos morning-sickness pre-eclampsia postnatal-depression "
+    "colic teething jaundice rickets scurvy iron-overload low-blood-pressure fainting palpitations "
+    "high-cholesterol obesity malnutrition dehydration heatstroke hypothermia frostbite sunburn "
+    "burns blisters bunions ingrown-toenails gum-disease tooth-decay mouth-ulcers dry-eye styes "
+    "color-blindness macular-degeneration hearing-loss motion-sickness altitude-sickness jet-lag "
+    "chronic-fatigue long-covid sarcoidosis gout-flares kidney-disease bladder-weakness"
+).split()]  # fmt: skip
+GROUPS = [
+    "toddlers", "teenagers", "young adults", "older adults", "pregnant women", "new mothers", "athletes",
+    "office workers", "night-shift workers", "smokers", "vegetarians", "students", "pensioners",
+    "people with diabetes", "people over eighty", "infants", "twins", "shift nurses", "long-haul pilots",
+    "farm workers", "swimmers", "runners", "cyclists", "divers", "musicians", "teachers", "drivers",
+    "soldiers", "miners", "bakers", "painters", "welders", "gardeners", "chefs", "cleaners", "builders",
+    "people with asthma", "people on blood thinners", "heavy drinkers", "people who fast",
+]  # fmt: skip
+CONTEXTS = [
+    "during winter", "in hot weather", "after surgery", "after a long flight", "at high altitude",
+    "during pregnancy", "after childbirth", "while travelling", "during exams", "after a bad cold",
+    "on a low budget", "living alone", "in rural areas", "in big cities", "after retirement",
+    "during ramadan", "after a vaccine", "while dieting", "after antibiotics", "during hay fever season",
+    "at night", "in the morning", "after exercise", "after moving abroad", "during a heatwave",
+    "in damp homes", "with pets", "after a fall", "in care homes", "at school", "at work", "on holiday",
+    "after covid", "during menopause", "in the first year", "after quitting smoking", "on night shifts",
+    "with no car", "near the sea", "in the mountains",
+]  # fmt: skip
+
+
+def seed_question(index: int) -> str:
+    """Seed ``index`` of a deterministic sequence of distinct questions (a permuted mixed-radix enumeration)."""
+    radices = (len(FRAMES), len(CONDITIONS), len(GROUPS), len(CONTEXTS))
+    total = math.prod(radices)
+    if index >= total:
+        raise ValueError(f"at most {total} distinct seed questions")
+    stride = 1_000_003  # prime, so coprime with ``total``: index -> position is a bijection
+    assert math.gcd(stride, total) == 1
+    position = (index * stride + 7) % total
+    digits = []
+    for radix in radices:
+        position, digit = divmod(position, radix)
+        digits.append(digit)
+    frame, condition, group, context = digits
+    return FRAMES[frame].format(c=CONDITIONS[condition], g=GROUPS[group], x=CONTEXTS[context])
+
+
+def write_seeds(path: Path, count: int) -> None:
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question"])
+        for index in range(count):
+            writer.writerow([seed_question(index)])
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+@dataclass
+class Result:
+    seeds: int
+    in_flight: int
+    latency_mean: float
+    requests: int = 0
+    mean_latency: float = 0.0
+    ideal_s: float = 0.0
+    actual_s: float = 0.0
+    cpu_ms: float = 0.0
+    peak_rss_mib: float = 0.0
+    near_duplicate_s: float | None = None
+    questions: int = 0
+    pairs: int = 0
+    wall_s: float = 0.0
+    error: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ideal_s / self.actual_s if self.actual_s else 0.0
+
+
+def start_sim(latency_mean: float, dist: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, str(REPO / "bench/sim_endpoint.py"), "--latency-mean", str(latency_mean), "--latency-dist", dist]
+    if dist == "uniform":  # 0.25 to 1.75 x the mean, as in issue 13's measurement
+        command += ["--latency-sd", str(0.75 * latency_mean / math.sqrt(3))]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)  # noqa: SIM115
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if len(line) != 2 or line[0] != "ready":
+        process.kill()
+        raise SystemExit(f"the simulated endpoint did not start:\n{tail(log)}")
+    return process, line[1]
+
+
+def sim_stats(base_url: str) -> dict:
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total += int(handle.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
+def watch_rss(pid: int, peak: list[float], stop: threading.Event) -> None:
+    """Sample the RSS of ``pid`` and its descendants (sum) every 0.5 s; keep the maximum in ``peak[0]``."""
+    while not stop.wait(0.5):
+        peak[0] = max(peak[0], tree_rss_mib(pid))
+
+
+def run_config(path: Path, seeds_csv: Path, size: int, in_flight: int, base_url: str) -> None:
+    model_file = path.with_name("sim-model.yaml")
+    model_file.write_text(
+        "backend:\n  engine: endpoint\n  model: sim\n"
+        f"  base_url: {base_url}\n  max_concurrency: {in_flight}\n  timeout_s: 600\n",
+        encoding="utf-8",
+    )
+    config = {
+        "name": f"scale-{size}-{in_flight}", "seed": 42, "domain": "healthcare", "model": str(model_file),
+        "dataset": {"path": "csv", "data_files": str(seeds_csv), "column": "question"},
+        "questions": {"seed_questions": None, "target": 2 * size, "max_attempts": 6},
+        "responses": {"max_attempts": 3},
+        "cache": {"enabled": True}, "privacy": {"pii": {"enabled": True}}, "evaluation": {"enabled": False},
+    }  # fmt: skip
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+
+
+def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Path, dist: str, timeout_s: float) -> Result:
+    result = Result(size, in_flight, latency)
+    run_dir = work / f"run-{size}-{in_flight}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    sim, base_url = start_sim(latency, dist, run_dir / "sim.log")
+    try:
+        run_config(run_dir / "config.yaml", seeds_csv, size, in_flight, base_url)
+        started = time.monotonic()
+        env = {"HF_DATASETS_CACHE": str(run_dir / "hf-cache"), "HF_HUB_OFFLINE": "1"}
+        process = synthgen("run", "-c", str(run_dir / "config.yaml"), "-o", str(run_dir / "out"), log=run_dir / "synthgen.log", env=env)
+        peak, stop = [0.0], threading.Event()
+        watcher = threading.Thread(target=watch_rss, args=(process.pid, peak, stop), daemon=True)
+        watcher.start()
+        killer = threading.Timer(timeout_s, process.kill)
+        killer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        killer.cancel()
+        stop.set()
+        watcher.join()
+        result.wall_s = time.monotonic() - started
+        kinds = {k: v for k, v in sim_stats(base_url)["by_kind"].items() if k != "other"}  # "other": the probe
+    finally:
+        sim.terminate()
+        sim.wait()
+    if process.returncode != 0:
+        result.error = f"synthgen exited {process.returncode}: {tail(run_dir / 'synthgen.log', 600).strip()}"
+        return result
+    result.requests = sum(int(k["answered"]) for k in kinds.values())
+    if result.requests:
+        result.mean_latency = sum(k["latency_s"] for k in kinds.values()) / result.requests
+        result.ideal_s = result.requests * result.mean_latency / in_flight
+        result.actual_s = max(k["last_answer"] for k in kinds.values()) - min(k["first_arrival"] for k in kinds.values())
+        result.cpu_ms = 1000 * (usage.ru_utime + usage.ru_stime) / result.requests
+    result.peak_rss_mib = max(peak[0], usage.ru_maxrss / 1024)
+    summary = json.loads((run_dir / "out/run_summary.json").read_text(encoding="utf-8"))
+    questions = summary.get("stages", {}).get("questions", {})
+    near = questions.get("near_duplicate_s")
+    result.near_duplicate_s = float(near) if isinstance(near, (int, float)) else None
+    result.questions = int(summary.get("rows", {}).get("questions", 0))
+    result.pairs = int(summary.get("rows", {}).get("pairs", 0))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_in_flight(text: str) -> list[tuple[int, float]]:
+    settings = []
+    for item in text.split(","):
+        count, _, latency = item.partition(":")
+        settings.append((int(count), float(latency) if latency else 1.0))
+    return settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="seed counts, comma-separated")
+    parser.add_argument("--full", action="store_true", help="add 1,000,000 seeds")
+    parser.add_argument("--in-flight", default="512:1,5000:10", help="IN_FLIGHT:MEAN_LATENCY_S pairs, comma-separated")
+    parser.add_argument("--latency-dist", choices=["uniform", "lognormal", "fixed"], default="uniform")
+    parser.add_argument("--timeout-s", type=float, default=6 * 3600, help="per run")
+    parser.add_argument("--work-dir", type=Path, help="keep seeds, configs, logs and run folders here")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders (default: deleted after each run)")
+    args = parser.parse_args()
+    stop_on_sigterm()
+    sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
+    settings = parse_in_flight(args.in_flight)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="synthgen-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    try:
+        for size in sizes:
+            seeds_csv = work / f"seeds-{size}.csv"
+            write_seeds(seeds_csv, size)
+            for in_flight, latency in settings:
+                result = measure(size, in_flight, latency, seeds_csv, work, args.latency_dist, args.timeout_s)
+                results.append(result)
+                print(describe(result), flush=True)
+                if not args.keep:
+                    shutil.rmtree(work / f"run-{size}-{in_flight}", ignore_errors=True)
+    finally:
+        if args.work_dir is None and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, latency {args.latency_dist}; "
+          "goals: ratio >= 0.95, CPU <= 1.0 ms/request")  # fmt: skip
+    print(f"{'seeds':>9}{'in flight':>10}{'latency':>8}{'requests':>10}{'ideal s':>9}{'actual s':>9}{'ratio':>7}"
+          f"{'CPU ms/req':>11}{'peak RSS MiB':>13}{'near-dup s':>11}{'pairs':>9}")  # fmt: skip
+    for r in results:
+        if r.error:
+            print(f"{r.seeds:>9}{r.in_flight:>10}{r.latency_mean:>8g}  FAILED: {r.error.splitlines()[-1] if r.error else ''}")
+            continue
+        near = f"{r.near_duplicate_s:.1f}" if r.near_duplicate_s is not None else "n/a"
+        print(f"{r.seeds:>9}{r.in_flight:>10}{r.latency_mean:>8g}{r.requests:>10}{r.ideal_s:>9.1f}{r.actual_s:>9.1f}{r.ratio:>7.2f}"
+              f"{r.cpu_ms:>11.3f}{r.peak_rss_mib:>13.0f}{near:>11}{r.pairs:>9}")  # fmt: skip
+    done = [r for r in results if not r.error]
+    headline = next((r for r in done if r.seeds == 100_000 and r.in_flight == 512), None)
+    if headline is None and done:
+        first = settings[0][0]
+        candidates = [r for r in done if r.in_flight == first] or done
+        headline = max(candidates, key=lambda r: r.seeds)
+        print(f"(headline from {headline.seeds} seeds, {headline.in_flight} in flight: the 100k/512 run was not made)")
+    print(f"scale: {headline.ratio:.2f}" if headline else "scale: n/a")
+    if len(done) < len(results):
+        sys.exit(1)
+
+
+def describe(r: Result) -> str:
+    if r.error:
+        return f"{r.seeds} seeds, {r.in_flight} in flight: FAILED after {r.wall_s:.0f} s: {r.error}"
+    near = f"{r.near_duplicate_s:.1f} s" if r.near_duplicate_s is not None else "n/a"
+    return (f"{r.seeds} seeds, {r.in_flight} in flight, mean latency {r.mean_latency:.2f} s: {r.requests} requests, "
+            f"ideal {r.ideal_s:.1f} s, actual {r.actual_s:.1f} s (ratio {r.ratio:.2f}), {r.cpu_ms:.3f} CPU ms/request, "
+            f"peak RSS {r.peak_rss_mib:.0f} MiB, near-duplicates {near}, {r.questions} questions, {r.pairs} pairs; "
+            f"wall {r.wall_s:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
