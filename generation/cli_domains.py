@@ -34,7 +34,7 @@ def mine_modifications(config_path: Path | None, overrides: tuple[str, ...], sam
         if pack.sample is None:
             raise ConfigError(f"{pack.path}: sample: the domain pack names no seed sample; pass --sample FILE")
         sample = pack.sample
-    document = mine(cfg, sample, output, use_llm=not no_llm, domain_label=Path(pack.name).stem, existing=cfg.modifications)
+    document = mine(cfg, sample, output, use_llm=not no_llm, existing=cfg.modifications)
     entries = document["modifications"]
     by_source: dict[str, int] = {}
     for entry in entries:

@@ -332,14 +332,16 @@ def mine(
     scrubber = scrubber_for(cfg.privacy.pii)
     # PII is masked before anything sees the questions: the NLP pass, the model and the evidence written out
     questions, masked = scrub_texts(read_sample(sample), scrubber)
-    domain = domain_label or Path(cfg.domain).stem
+    pack = cfg.domain_pack
+    domain = domain_label or (pack.name if pack else Path(cfg.domain).stem)
+    domain_text = (pack.description or pack.name) if pack else domain  # {domain} in the mining prompt
     candidates = nlp_candidates(questions, mining)
     log.info("mining: NLP pass found %d candidate(s) in %d questions", len(candidates), len(questions))
     usage: dict[str, Any] = {}
     if use_llm:
         if mining.prompt is None:
             raise ConfigError("mining.prompt: no LLM prompt configured (set it in the domain pack, or use --no-llm)")
-        llm, usage = _run_llm_pass(questions, cfg, mining, domain, output, scrubber)
+        llm, usage = _run_llm_pass(questions, cfg, mining, domain_text, output, scrubber)
         candidates += llm
     entries = to_entries(merge_candidates(candidates, mining.duplicate_ratio, mining.phrase_modification or ""), mining, existing or [])
     document = {
