@@ -194,7 +194,7 @@ class Lexicon:
         return word
 
     def has(self, word: str, pos: str) -> bool:
-        return word not in self.stop_words and bool(self.readings(word).get(pos))
+        return bool(self.readings(word).get(pos)) and word not in self.stop_words
 
     def is_nominal(self, word: str) -> bool:
         """Can head a noun phrase: a noun reading, a gerund ("swarming"), or an unknown word; no function word."""
@@ -210,21 +210,25 @@ class WordUse:
     verb: int = 0
 
 
-def word_uses(word: str, tokenised: list[list[str]], lexicon: Lexicon) -> WordUse:
-    use = WordUse()
+def word_uses(tokenised: list[list[str]], lexicon: Lexicon) -> dict[str, WordUse]:
+    """How the sample uses each word, in one pass over it."""
+    uses: dict[str, WordUse] = {}
+    nominal: dict[str, bool] = {}
     for tokens in tokenised:
         for i, token in enumerate(tokens):
-            if token != word:
-                continue
             previous = tokens[i - 1] if i else None
             following = tokens[i + 1] if i + 1 < len(tokens) else None
-            if previous in SUBJECT_PRONOUNS or (previous == "to" and not (following and lexicon.is_nominal(following))):
+            if following is not None and following not in nominal:
+                nominal[following] = lexicon.is_nominal(following)
+            before_noun = following is not None and nominal[following]
+            use = uses.setdefault(token, WordUse())
+            if previous in SUBJECT_PRONOUNS or (previous == "to" and not before_noun):
                 use.verb += 1
-            elif following is not None and lexicon.is_nominal(following):
+            elif before_noun:
                 use.modifier += 1
             elif previous in DETERMINERS:
                 use.noun += 1
-    return use
+    return uses
 
 
 def key_phrase_candidates(questions: list[str], mining: MiningConfig) -> list[Candidate]:
@@ -266,14 +270,14 @@ def key_phrase_candidates(questions: list[str], mining: MiningConfig) -> list[Ca
                 rows_of[compact].add(row)
                 surfaces[compact][" ".join(tokens[i : i + size])] += 1
 
-    uses: dict[str, WordUse] = {}
+    uses = word_uses(tokenised, lexicon)
 
     def is_noun_phrase(words: list[str]) -> bool:
         head = words[-1]
         if words[0] in stop or head in stop or not lexicon.is_nominal(head):
             return False
         if lexicon.has(head, "ADJ") or (lexicon.has(head, "VERB") and not head.endswith("ing")):
-            use = uses.setdefault(head, word_uses(head, tokenised, lexicon))
+            use = uses[head]
             if lexicon.has(head, "ADJ") and (use.noun == 0 or use.modifier > use.noun):
                 return False
             if use.verb > use.noun:
@@ -293,18 +297,37 @@ def key_phrase_candidates(questions: list[str], mining: MiningConfig) -> list[Ca
             continue
         phrases[compact] = (shown, len(rows))
     # a phrase mostly seen inside a longer one ("deposit" in "security deposit") adds nothing: drop it
-    kept = {}
-    for compact, (shown, df) in phrases.items():
-        inner = f" {spaced[compact]} "
-        if not any(k != compact and inner in f" {spaced[k]} " and d >= 0.75 * df for k, (_, d) in phrases.items()):
-            kept[compact] = shown
-    # a rarer kind of a kept phrase (same last word: "varroa mites" of "mites", "beehive" of "hive") joins it
-    members = {compact: [compact] for compact in kept}
-    for compact in sorted(kept, key=len):
-        general = next((k for k in sorted(kept, key=len) if k != compact and k in members and compact in members
-                        and len(k) < len(compact) and compact.endswith(k)), None)  # fmt: skip
-        if general is not None:
-            members[general] += members.pop(compact)
+    inside: set[str] = set()
+    for compact, (_, df) in phrases.items():
+        words = spaced[compact].split()
+        for size in range(1, len(words)):
+            for i in range(len(words) - size + 1):
+                part = "".join(words[i : i + size])
+                if part in phrases and df >= 0.75 * phrases[part][1]:
+                    inside.add(part)
+    kept = {compact: shown for compact, (shown, _) in phrases.items() if compact not in inside}
+    # a rarer kind of a kept phrase joins it: same last words ("varroa mites" of "mites"), or a compound of a
+    # sample word and it ("beehive" of "hive", when "bee" is a word of the sample)
+    def general_of(compact: str) -> str | None:
+        words = spaced[compact].split()
+        for i in range(len(words) - 1, 0, -1):
+            if "".join(words[i:]) in heads:
+                return "".join(words[i:])
+        for i in range(len(compact) - 1, 2, -1):
+            modifier = compact[:i]
+            if compact[i:] in heads and modifier in vocabulary and (lexicon.is_nominal(modifier) or lexicon.has(modifier, "ADJ")):
+                return compact[i:]
+        return None
+
+    heads: set[str] = set()
+    members: dict[str, list[str]] = {}
+    for compact in sorted(kept, key=lambda k: (len(spaced[k].split()), len(k), k)):
+        general = general_of(compact)
+        if general is None:
+            heads.add(compact)
+            members[compact] = [compact]
+        else:
+            members[general].append(compact)
     groups = []
     for compact, joined in members.items():
         rows = sorted(set().union(*(rows_of[k] for k in joined)))
