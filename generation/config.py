@@ -704,7 +704,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         run_layer = {**run_layer, "name": config_path.stem}
     search_dirs = [config_path.resolve().parent, BUNDLED_CONFIGS]
 
-    from generation.domains import base_pack_layers, fill_domain_texts, is_path_reference, read_domain_pack, resolve_domain_file, select_modifications
+    from generation.domains import (
+        base_pack_layers, fill_domain_texts, is_path_reference, read_domain_pack, resolve_domain_file, select_modifications,
+    )
 
     layers = base_pack_layers()
 
