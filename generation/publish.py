@@ -230,6 +230,7 @@ def build_card(
     n_pairs = stages.get("responses", {}).get("rows_out", publish_report.get("rows", 0))
     dataset = config.get("dataset") or {}
     domain = config.get("domain", "")
+    pack_name = (config.get("domain_pack") or {}).get("name") or (domain if domain and "/" not in domain else "")
     backend = config.get("backend") or {}
     fallback = config.get("fallback") or {}
     judge = _judge_model(eval_summary)
@@ -242,7 +243,7 @@ def build_card(
         size_categories=[size_category(n_pairs)],
         source_datasets=[str(dataset["path"])] if hub_source else None,
         pretty_name=publish_cfg.get("pretty_name") or f"synthgen {config.get('name', '')} preference pairs",
-        tags=["dpo", "synthetic", "preference", "synthgen", *([domain] if domain else [])],
+        tags=["dpo", "synthetic", "preference", "synthgen", *([pack_name] if pack_name else [])],
         configs=_configs(files, bool(splits)),
     )
 
@@ -305,8 +306,9 @@ def build_card(
     modifications = config.get("modifications") or []
     list_version = hashlib.sha256(json.dumps(modifications).encode("utf-8")).hexdigest()[:12]
     out += ["", "## Domain and modifications", ""]
+    description = (config.get("domain_pack") or {}).get("description")
     out.append(
-        f"Domain pack `{domain}`; modification list version `{list_version}` (SHA-256 of the list), {len(modifications)} entries."
+        f"Domain pack `{domain}`{f' ({description})' if description else ''}; modification list version `{list_version}` (SHA-256 of the list), {len(modifications)} entries."
         " Status: how many accepted synthetic questions used each modification (from `questions.csv`)."
     )
     out.append("")

@@ -48,7 +48,8 @@ def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path
     """Hash of everything that decides a shard's content (not resources, names or output places)."""
     data = cfg.public_dict()
     # evaluation and mining read a run's outputs or make lists for later runs; they never change a shard.
-    for key in ("name", "description", "output_dir", "strict", "publish", "retry", "evaluation", "mining"):
+    # domain_pack is the pack's name and description (metadata); the prompts they fill are hashed as they are.
+    for key in ("name", "description", "domain_pack", "output_dir", "strict", "publish", "retry", "evaluation", "mining"):
         data.pop(key, None)
     # Where and how fast the model is served is a resource: a server restarted on another port or node,
     # or another timeout, must not turn a resumable run folder into a "different config".

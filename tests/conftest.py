@@ -51,12 +51,43 @@ def tiny_config(tmp_path: Path, base_url: str | None, name: str = "tiny", **sect
     return path
 
 
-def synthgen(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess."""
+def synthgen(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (in the repository, unless ``cwd`` says otherwise)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "generation", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO
+        [sys.executable, "-m", "generation", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )
+
+
+# ------------------------------------------------------------------ no test writes into the repository root
+
+# What tools make in the root by themselves (pytest's cache, the environments `make venv` builds).
+ROOT_TOOL_ENTRIES = {".pytest_cache", "__pycache__", ".venv", ".venv-swarm", ".venv-vllm", "build", "dist", "synthgen.egg-info"}
+
+
+def _root_entries() -> set[str]:
+    return {entry.name for entry in REPO.iterdir()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_ROOT_BEFORE] = _root_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test left a new file or folder in the repository root (e.g. an sbatch
+    output file or an ``outputs/`` folder written relative to the working directory)."""
+    before = session.config.stash.get(_ROOT_BEFORE, None)
+    if before is None:
+        return
+    new = sorted(_root_entries() - before - ROOT_TOOL_ENTRIES)
+    if new:
+        session.config.get_terminal_writer().line(
+            f"FAILED: tests wrote into the repository root: {', '.join(new)} (write into tmp_path instead)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_ROOT_BEFORE = pytest.StashKey[set[str]]()
 
 
 @pytest.fixture

@@ -115,6 +115,130 @@ def test_pack_by_path_from_config_and_command_line(tmp_path: Path, monkeypatch: 
         load_config(None, ["domain=atlantis"])
 
 
+BEES = """
+name: beekeeping
+description: beekeeping and hive health
+modifications:
+  - asks about the season when this hive task is best done
+  - asks which protective equipment a beekeeper needs for this task
+  - asks how this affects the health of the colony
+sample: bees.csv
+"""
+BEE_QUESTIONS = ["how do i treat varroa mites in my hives", "when should i add a super to a hive", "why are my bees swarming",
+                 "how much honey should i leave for winter", "how do i find the queen in a hive", "what causes chalkbrood"]  # fmt: skip
+
+
+def bee_pack(folder: Path, text: str = BEES) -> Path:
+    """A made-up domain none of the shipped packs covers, in the smallest form: name, description,
+    modifications and a sample; everything else comes from the base pack."""
+    write(folder / "bees.csv", "question\n" + "\n".join(BEE_QUESTIONS) + "\n")
+    return write(folder / "beekeeping.yaml", text)
+
+
+def test_a_four_key_pack_gets_everything_else_from_the_base_pack(tmp_path: Path):
+    pack = bee_pack(tmp_path)
+    assert len(pack.read_text().strip().splitlines()) <= 10
+    cfg = load_config(None, [f"domain={pack}"])
+    assert cfg.domain_pack.name == "beekeeping" and cfg.domain_pack.description == "beekeeping and hive health"
+    default = load_config(None)
+    assert (cfg.name, cfg.description) == (default.name, default.description)  # the run's own, not the pack's
+    for template in (cfg.prompts.modify_question, cfg.prompts.chosen, cfg.prompts.rejected):
+        assert "beekeeping and hive health" in template.system and "{domain}" not in template.system + template.user
+        for other in ("health question", "legal", "medical", "finance", "engineering"):
+            assert other not in (template.system + template.user).lower(), other
+    assert "beekeeping and hive health" in cfg.evaluation.judge.rubric.system
+    assert "{question}" in cfg.evaluation.judge.rubric.truthfulness  # the scoring templates: configs/eval/defaults.yaml
+    assert cfg.questions.filters.preamble_patterns and cfg.responses.self_correction_patterns
+    assert cfg.dataset.data_files == str(tmp_path / "bees.csv") and cfg.modifications[0].startswith("asks about the season")
+    # no description: {domain} is the pack's name
+    unnamed = bee_pack(tmp_path / "b", BEES.replace("name: beekeeping\ndescription: beekeeping and hive health\n", ""))
+    plain = load_config(None, [f"domain={unnamed}"])
+    assert plain.domain_pack.model_dump() == {"name": "beekeeping", "description": None}
+    assert "questions about beekeeping that" in plain.prompts.modify_question.system
+
+
+def test_any_base_key_can_be_overridden_by_the_pack_the_run_config_or_set(tmp_path: Path):
+    pack = bee_pack(tmp_path, BEES + "prompts:\n  chosen:\n    system: You keep bees for a living; answer about {domain}.\n")
+    cfg = load_config(None, [f"domain={pack}", "questions.filters.max_words=25"])
+    assert cfg.prompts.chosen.system == "You keep bees for a living; answer about beekeeping and hive health."
+    assert cfg.prompts.chosen.user.startswith("Answer this question about beekeeping and hive health")  # still the base's
+    assert cfg.questions.filters.max_words == 25
+    run = write(tmp_path / "run.yaml", "name: bees-run\ndescription: my run\ndomain: beekeeping.yaml\n"
+                "prompts: {rejected: {system: 'Be wrong about {domain}.'}}\n")  # fmt: skip
+    over = load_config(run)
+    assert over.prompts.rejected.system == "Be wrong about beekeeping and hive health."
+    assert (over.name, over.description, over.domain_pack.name) == ("bees-run", "my run", "beekeeping")
+
+
+def test_inline_sample_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SYNTHGEN_CACHE_DIR", str(tmp_path / "cache"))
+    inline = "sample:\n" + "".join(f"  - {q}\n" for q in BEE_QUESTIONS)
+    pack = write(tmp_path / "inline.yaml", BEES.replace("sample: bees.csv\n", inline))
+    cfg = load_config(None, [f"domain={pack}"])
+    sample = Path(cfg.dataset.data_files)
+    assert sample.parent == tmp_path / "cache" / "samples" and [r["question"] for r in read_csv(sample)] == BEE_QUESTIONS
+    assert load_config(None, [f"domain={pack}"]).dataset.data_files == str(sample)  # same questions, same file
+    for bad, message in (("sample: []\n", r"inline.yaml: sample: the list of sample questions is empty"),
+                         ("sample: ['ok?', '']\n", r"inline.yaml: sample\[1\]: must be a non-empty question")):  # fmt: skip
+        write(pack, BEES.replace("sample: bees.csv\n", bad))
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [f"domain={pack}"])
+
+
+def test_pack_metadata_is_not_in_the_shard_fingerprint(tmp_path: Path):
+    from generation.shards import STAGES, config_fingerprint
+
+    pack = bee_pack(tmp_path)
+    base = config_fingerprint(load_config(None, [f"domain={pack}"]), STAGES)
+    write(pack, BEES.replace("name: beekeeping", "name: apiculture"))
+    assert config_fingerprint(load_config(None, [f"domain={pack}"]), STAGES) == base  # metadata only
+    # ... but a description that fills the base prompts changes what is generated, so the fingerprint
+    write(pack, BEES.replace("beekeeping and hive health", "urban beekeeping"))
+    assert config_fingerprint(load_config(None, [f"domain={pack}"]), STAGES) != base
+
+
+def test_errors_of_a_minimal_pack_name_the_pack_and_the_key(tmp_path: Path):
+    pack = bee_pack(tmp_path, "name: beekeeping\nsample: bees.csv\n")
+    with pytest.raises(ConfigError, match=rf"^{pack}: modifications: required key is missing$"):
+        load_config(None, [f"domain={pack}"])
+    write(pack, BEES.replace("description: beekeeping and hive health", "description: [a, b]"))
+    with pytest.raises(ConfigError, match=rf"^{pack}: description: must be a non-empty text$"):
+        load_config(None, [f"domain={pack}"])
+    write(pack, BEES + "prompts: {chosen: {user: 'no placeholder'}}\n")
+    with pytest.raises(ConfigError, match=rf"^{pack}: prompts: prompts.chosen.user: must contain {{question}}$"):
+        load_config(None, [f"domain={pack}"])
+    write(pack, BEES + "questions: {filters: {max_words: many}}\n")
+    with pytest.raises(ConfigError, match=rf"^{pack}: questions.filters.max_words: "):
+        load_config(None, [f"domain={pack}"])
+    with pytest.raises(ConfigError, match=r"no domain named '_base'"):
+        load_config(None, ["domain=_base"])  # the base pack is not a domain
+
+
+def test_no_prompt_filter_or_rubric_block_is_repeated_across_the_shipped_packs():
+    """A text or list the packs share belongs in the base pack, written once; a pack that only repeats the
+    base is a copy that drifts."""
+    from generation.domains import BASE_PACK, known_domains
+
+    def blocks(node: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+        if isinstance(node, dict):
+            return [b for key, value in node.items() for b in blocks(value, (*path, str(key)))]
+        if isinstance(node, list) and path and path[0] != "modifications":
+            return [(path, json.dumps(node))]
+        if isinstance(node, str) and len(node) > 40:  # texts: prompts, rubric templates, single patterns
+            return [(path, node)]
+        return []
+
+    checked = ("prompts", "questions", "responses", "evaluation", "mining")
+    files = {name: yaml.safe_load((BUNDLED_CONFIGS / "domains" / f"{name}.yaml").read_text()) for name in (*known_domains(), BASE_PACK)}
+    assert set(SHIPPED) <= set(files)
+    seen: dict[str, str] = {}
+    for name, data in files.items():
+        for path, text in blocks({k: v for k, v in data.items() if k in checked}):
+            where = f"{name}: {'.'.join(path)}"
+            assert text not in seen, f"{where} repeats {seen[text]} verbatim"
+            seen[text] = where
+
+
 def test_pack_errors_name_the_file_and_key(tmp_path: Path):
     pack = new_pack(tmp_path)
     pack.write_text(pack.read_text().replace("sample: questions.csv", "sample: missing.csv"))
@@ -222,16 +346,24 @@ def check_domain_run(out: Path, sample: list[str], modifications: list[str]) -> 
 
 @pytest.mark.model
 def test_never_seen_domain_runs_end_to_end(model_server: str, tmp_path: Path):
-    pack = new_pack(tmp_path / "gardening")
+    """A made-up domain from a pack of four keys, on the real model; the run folder, the card and the
+    evaluation say which domain and description were used."""
+    pack = bee_pack(tmp_path / "beekeeping")
     config = tiny_domain_config(tmp_path, model_server)
     out = tmp_path / "out"
-    result = synthgen("run", "-c", str(config), "--domain", str(pack), "-o", str(out))
+    result = synthgen("run", "-c", str(config), "--domain", str(pack), "-o", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["domain"] == str(pack.resolve())
-    check_domain_run(out, [row["question"] for row in read_csv(pack.parent / "questions.csv")], cfg["modifications"])
-    assert cfg["modifications"] == ["asks about the best season for this gardening task", "asks which tools are needed for this gardening task"]
-    assert "--domain" in (out / "README.md").read_text()
+    assert cfg["domain_pack"] == {"name": "beekeeping", "description": "beekeeping and hive health"}
+    assert cfg["name"] == "tiny-domain" and "beekeeping" in cfg["prompts"]["chosen"]["system"]
+    check_domain_run(out, BEE_QUESTIONS, cfg["modifications"])
+    assert cfg["modifications"] == yaml.safe_load(BEES)["modifications"]
+    card = (out / "README.md").read_text()
+    assert "--domain" in card and "(beekeeping and hive health)" in card and "- beekeeping" in card  # text and tags
+    evaluation = json.loads((out / "eval" / "summary.json").read_text())
+    assert evaluation["domain"] == {"pack": str(pack.resolve()), "name": "beekeeping", "description": "beekeeping and hive health"}
+    assert "beekeeping and hive health" in (out / "eval" / "report.html").read_text()
     # continuous learning from this run's own evaluation (eval/scores.csv written at the end of the run)
     stats = tmp_path / "stats.json"
     learned = synthgen("modifications", "stats", str(stats), "--add", str(out), "--json")
@@ -252,3 +384,55 @@ def test_shipped_domain_runs_end_to_end(model_server: str, tmp_path: Path, name:
     assert result.returncode == 0, result.stderr
     check_domain_run(out, sample_questions(name), load_config(None, [f"domain={name}"]).modifications)
     assert yaml.safe_load((out / "config.yaml").read_text())["domain"] == name
+
+
+def test_domain_init_writes_a_minimal_pack_and_its_proposed_modifications(tmp_path: Path):
+    sample = write(tmp_path / "data" / "bees.csv", "question\n" + "\n".join(BEE_QUESTIONS) + "\nis a healthy hive noisy\nwhy is my hive healthy\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ("domain", "init", "beekeeping", "--sample", str(sample), "--description", "beekeeping and hive health")
+    result = synthgen(*args, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "--domain ./beekeeping.yaml\n"
+    pack, review = work / "beekeeping.yaml", work / "beekeeping-modifications.yaml"
+    assert {p.name for p in work.iterdir()} == {pack.name, review.name}
+    assert len(pack.read_text().strip().splitlines()) <= 10
+    data = yaml.safe_load(pack.read_text())
+    assert data == {"name": "beekeeping", "description": "beekeeping and hive health", "sample": str(sample), "modifications": review.name}
+    entries = yaml.safe_load(review.read_text())["modifications"]
+    assert entries and all(e["status"] == "proposed" and e["reviewer"] is None for e in entries)
+    texts = [e["text"] for e in entries]
+    assert sum("hive" in t for t in texts) == 1 and not any("healthy" in t for t in texts), texts
+    # nothing is approved yet: a run says so; the unreviewed list can be tried explicitly
+    with pytest.raises(ConfigError, match=r"beekeeping-modifications.yaml: modifications: no entry with status approved"):
+        load_config(None, [f"domain={pack}"])
+    cfg = load_config(None, [f"domain={pack}", "modifications_include=[approved,proposed]"])
+    assert cfg.modifications == texts and "beekeeping and hive health" in cfg.prompts.chosen.system
+    # never overwrites: the pack or the review file already there is a one-line error, nothing changes
+    before = {p.name: p.read_text() for p in (pack, review)}
+    again = synthgen(*args, cwd=work)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "already exists" in again.stderr
+    pack.unlink()
+    assert synthgen(*args, cwd=work).returncode == 2 and not pack.exists() and review.read_text() == before[review.name]
+    # a sample inside the working folder is written relative to the pack
+    inside = work / "samples" / "bees.csv"
+    inside.parent.mkdir()
+    inside.write_text(sample.read_text())
+    assert synthgen("domain", "init", "bees2", "--sample", "samples/bees.csv", cwd=work).returncode == 0
+    assert yaml.safe_load((work / "bees2.yaml").read_text())["sample"] == "samples/bees.csv"
+    assert load_config(None, [f"domain={work / 'bees2.yaml'}", "modifications_include=[proposed]"]).domain_pack.description == "bees2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["../escape", "--sample", "s.csv"], "NAME '../escape'"), (["x.yaml", "--sample", "s.csv"], "NAME 'x.yaml'"),
+     (["ok", "--sample", "missing.csv"], "--sample: file not found: missing.csv"),
+     (["ok", "--sample", "one.csv"], "need at least 2 distinct questions")],
+)  # fmt: skip
+def test_domain_init_bad_input_writes_nothing(tmp_path: Path, args: list[str], message: str):
+    write(tmp_path / "s.csv", "question\nhow do i a\nhow do i b\n")
+    write(tmp_path / "one.csv", "question\nhow do i a\n")
+    before = set(tmp_path.iterdir())
+    result = synthgen("domain", "init", *args, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert set(tmp_path.iterdir()) == before

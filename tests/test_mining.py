@@ -205,3 +205,72 @@ def test_pii_in_the_sample_never_reaches_the_review_file(tmp_path: Path):
     assert "john.doe@example.com" not in text and "415-555-0132" not in text
     assert "[EMAIL]" in text and document["pii_masked"] == {"EMAIL": 1, "PHONE": 1}
     assert any("deadline" in e["text"] for e in document["modifications"])
+
+
+# ------------------------------------------------------------------ inflections, compounds, parts of speech
+
+# Two domains none of the shipped packs covers, written the way people type questions.
+BEEKEEPING = [
+    "how do i treat varroa mites in my hives", "when should i add a super to a hive", "why are my bees swarming",
+    "how much honey should i leave in the hive for winter", "how can i tell if my hive is healthy",
+    "what does a healthy brood pattern look like", "how do i keep my bees healthy in winter",
+    "how many frames of brood should a healthy hive have", "when do bees start swarming in spring",
+    "what is the best treatment for varroa mites", "how do i find the queen in a beehive",
+    "can i move a bee hive a few feet", "how often should i inspect my hives", "what are the signs of a failing queen",
+]
+GARDENING = [
+    "why are the leaves on my tomato plant yellow", "why do my cucumber leaves have yellow spots",
+    "what causes yellow leaves on roses", "how do i prune roses in spring", "when should i prune my roses",
+    "can i prune a rose bush in summer", "how deep should i plant garlic", "is it safe to plant garlic in spring",
+    "how often should a lemon tree be watered", "what is the best soil for a lemon tree", "why is my lemon tree dropping leaf buds",
+    "how do you fix a leaf that is curling", "how do i compost kitchen scraps", "is compost safe for vegetable gardens",
+]
+
+
+def phrase_candidates(questions: list[str]) -> list:
+    mining = mining_settings(load_config(None, ["mining.max_phrases=50"]))
+    return [c for c in nlp_candidates(questions, mining) if c.matched[0].startswith("phrase:")]
+
+
+def slot(candidate) -> str:
+    return candidate.matched[0].removeprefix("phrase:")
+
+
+def test_inflections_and_compounds_of_one_phrase_are_one_candidate():
+    found = {slot(c): c for c in phrase_candidates(BEEKEEPING)}
+    hives = [c for c in found.values() if any(m.endswith(("hive", "hives", "beehive")) for m in c.matched)]
+    assert len(hives) == 1, [c.matched for c in hives]  # hive, hives, bee hive, beehive
+    rows = [q for q in BEEKEEPING if any(w in q.split() for w in ("hive", "hives", "beehive"))]
+    assert hives[0].count == len(rows) and set(hives[0].questions) == set(rows)
+    mites = [c for c in found.values() if any("mites" in m for m in c.matched)]
+    assert len(mites) == 1  # "varroa mites" is a kind of "mites": one entry with both as evidence
+    garden = {slot(c): c for c in phrase_candidates(GARDENING)}
+    leaf = [c for c in garden.values() if any(m.endswith(("leaf", "leaves")) for m in c.matched)]
+    assert len(leaf) == 1 and leaf[0].count == sum(1 for q in GARDENING if {"leaf", "leaves"} & set(q.split()))
+
+
+@pytest.mark.parametrize("sample", ["beekeeping", "gardening", "healthcare", "law", "finance", "engineering"])
+def test_a_slot_never_holds_an_adjective_a_verb_use_or_a_function_word(sample: str):
+    import lemminflect
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    questions = {"beekeeping": BEEKEEPING, "gardening": GARDENING}.get(sample) or read_sample(REPO / f"configs/samples/{sample}.csv")
+    candidates = phrase_candidates(questions)
+    assert candidates
+    for candidate in candidates:
+        words = slot(candidate).split()
+        assert words[0] not in ENGLISH_STOP_WORDS and words[-1] not in ENGLISH_STOP_WORDS, candidate.text
+        readings = lemminflect.getAllLemmas(words[-1])
+        assert not readings or "NOUN" in readings or words[-1].endswith("ing"), (candidate.text, readings)
+    slots = {slot(c) for c in candidates}
+    # the adjectives, the verbs used as verbs, and the function words of these samples never fill a slot
+    for word in ("healthy", "yellow", "safe", "prune", "treat", "file", "contagious", "pay", "can", "my", "how"):
+        assert word not in slots, (word, sorted(slots))
+
+
+def test_a_word_used_as_a_noun_keeps_its_slot():
+    questions = ["what is the difference between a cold and the flu", "can you exercise with a cold",
+                 "how long does a cold last", "what helps a cold go away faster"]  # fmt: skip
+    assert "cold" in {slot(c) for c in phrase_candidates(questions)}
+    adjective = ["why are my hands always cold", "what causes cold hands", "is cold weather bad for asthma", "are cold showers healthy"]
+    assert "cold" not in {slot(c) for c in phrase_candidates(adjective)}

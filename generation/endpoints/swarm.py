@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generation.config import PROJECT_ROOT, BackendConfig, EmbeddedServerConfig, SwarmConfig
+from generation.config import BackendConfig, EmbeddedServerConfig, SwarmConfig
 from generation.endpoints.embedded import locate_model_file
 from generation.errors import ConfigError, ServerStartError
+from generation.resources import bundled_slurm_dir, side_python
 
 log = logging.getLogger(__name__)
 
-SWARM_PYTHON = PROJECT_ROOT / ".venv-swarm" / "bin" / "python"
 LAUNCHER = Path(__file__).with_name("swarm_launcher.py")
 REQUIRED_PLACEHOLDERS = ("{{job_name}}", "{{slurm_hosts_path}}")
 STOP_GRACE_S = 30.0
@@ -73,9 +73,10 @@ class _Instance:
 
 
 def resolve_template(swarm: SwarmConfig) -> Path:
-    """The sbatch template: an absolute path, or relative to the working directory, else to the repository."""
+    """The sbatch template: an absolute path, or relative to the working directory, else a bundled one
+    (``slurm/NAME``: synthgen's package data)."""
     path = Path(swarm.template).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, bundled_slurm_dir().parent / path]
     for candidate in candidates:
         if candidate.is_file():
             text = candidate.read_text(encoding="utf-8")
@@ -87,9 +88,8 @@ def resolve_template(swarm: SwarmConfig) -> Path:
 
 
 def swarm_python() -> Path:
-    if not os.access(SWARM_PYTHON, os.X_OK):
-        raise ConfigError(f"the swarm engine needs llm-swarm in {SWARM_PYTHON.parent.parent} (run `make venv`)")
-    return SWARM_PYTHON
+    """llm-swarm's Python: $SYNTHGEN_SWARM_PYTHON, else the checkout's .venv-swarm."""
+    return side_python("swarm")
 
 
 def _cache_root() -> Path:

@@ -113,6 +113,7 @@ def build_summary(data: Any, results: list[dict[str, Any]], cfg: RunConfig, judg
         "near_duplicates": "datasketch MinHash LSH over word bigrams",
     }  # fmt: skip
     summary["input"] = str(data.path) if data.path else None
+    summary["domain"] = {"pack": cfg.domain, **(cfg.domain_pack.model_dump() if cfg.domain_pack else {})}
     summary["elapsed_s"] = round(elapsed, 2)
     summary["config"] = cfg.evaluation.model_dump(mode="json")
     return summary
@@ -199,6 +200,7 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
         "</style></head><body>",
         "<h1>Evaluation of preference pairs</h1>",
         f"<p>Input: <code>{_esc(summary.get('input'))}</code> — {n} pairs, evaluated in {summary['elapsed_s']} s.</p>",
+        f"<p>Domain pack: <code>{_esc(summary['domain']['pack'])}</code> {_esc(summary['domain'].get('description') or '')}</p>",
         f"<p class='note'>{_esc(summary['misinformation_note'])}</p>",
         "<h2>Headline figures</h2><table>",
         *(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in heads),
