@@ -139,7 +139,7 @@ def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: An
                 writer.write_table(pa.Table.from_pylist([{n: r[n] for n in names} for r in batch], schema=schema))
                 count += len(batch)
                 batch = []
-        if batch or not count:
+        if batch:
             writer.write_table(pa.Table.from_pylist([{n: r[n] for n in names} for r in batch], schema=schema))
             count += len(batch)
     return count

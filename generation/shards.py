@@ -123,7 +123,7 @@ def input_question_rows(path: Path, rank: int, world_size: int, scrubber: Any, s
     """Rows of a responses-only run (questions from a file, ids from their row index), PII-scrubbed, lazily."""
     from generation.pipeline import iter_questions_file
 
-    owned = (row for index, row in enumerate(iter_questions_file(path)) if index % world_size == rank)
+    owned = ((index, row) for index, row in enumerate(iter_questions_file(path)) if index % world_size == rank)
     for index, question in islice(owned, skip, None):
         fields: dict[str, Any] = {"qid": f"in-{index:07d}", "origin": question.origin, "question": question.question,
                                   "source_question": question.source_question, "modification": question.modification}  # fmt: skip

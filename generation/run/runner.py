@@ -231,8 +231,8 @@ class Runner:
         while self._in_flight < target and self._heap:
             _, _, row, index, sample, attempt = heapq.heappop(self._heap)
             state = row._state
-            if index > state.failed_at or state.steps[index].status != RUNNING:
-                continue  # the row gave up meanwhile
+            if state is None or index > state.failed_at or state.steps[index].status != RUNNING:
+                continue  # the row gave up (or finished) meanwhile
             step = self.steps[index]
             assert isinstance(step, LLMStep)
             seed = step.seed(row, attempt, sample)
@@ -296,10 +296,10 @@ class Runner:
 
     def _on_reply(self, row: Row, index: int, sample: int, attempt: int, request: ChatRequest, result: ChatResult) -> None:
         state = row._state
-        st = state.steps[index]
-        if index > state.failed_at or st.status != RUNNING:
+        if state is None or index > state.failed_at or state.steps[index].status != RUNNING:
             self.engine["replies_not_needed"] += 1
             return
+        st = state.steps[index]
         step = self.steps[index]
         assert isinstance(step, LLMStep)
         st.requests += 1
