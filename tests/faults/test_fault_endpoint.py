@@ -75,7 +75,7 @@ def test_model_server_killed_mid_run_fails_in_one_line_and_the_rerun_resumes(tmp
         )  # fmt: skip
         deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline:
-            if shard_log.is_file() and "answering" in shard_log.read_text(encoding="utf-8"):
+            if shard_log.is_file() and "step chosen: first row accepted" in shard_log.read_text(encoding="utf-8"):
                 break
             time.sleep(0.05)
         assert server.process is not None
