@@ -112,20 +112,34 @@ class NearDuplicateIndex:
 
     def find(self, text: str) -> str | None:
         """The best text in the index whose ratio with ``text`` reaches the threshold, or None."""
-        started = time.perf_counter()
-        self.checks += 1
-        try:
-            if self._small is not None:
-                if not self._small:
-                    return None
-                match = process.extractOne(text, self._small, scorer=fuzz.ratio, score_cutoff=self.threshold)
-                return match[0] if match else None
-            return self._find_lsh(text)
-        finally:
-            self.seconds += time.perf_counter() - started
+        return self._check(text, add=False)
 
     def add(self, text: str) -> None:
+        """Add a text (without checking it)."""
         started = time.perf_counter()
+        self._add(text, None)
+        self.seconds += time.perf_counter() - started
+
+    def check_and_add(self, text: str) -> str | None:
+        """``find`` then, when nothing is found, ``add``: the twin, or None when ``text`` was added."""
+        return self._check(text, add=True)
+
+    def _check(self, text: str, add: bool) -> str | None:
+        started = time.perf_counter()
+        self.checks += 1
+        keys = None
+        if self._small is not None:
+            match = process.extractOne(text, self._small, scorer=fuzz.ratio, score_cutoff=self.threshold) if self._small else None
+            twin = match[0] if match else None
+        else:
+            keys = self._keys(text)
+            twin = self._find_lsh(text, keys)
+        if add and twin is None:
+            self._add(text, keys)
+        self.seconds += time.perf_counter() - started
+        return twin
+
+    def _add(self, text: str, keys: list[int] | None) -> None:
         self._text += text.encode("utf-8")
         self._offsets.append(len(self._text))
         if self._small is not None:
@@ -136,16 +150,8 @@ class NearDuplicateIndex:
                 for ident, item in enumerate(small):
                     self._buckets.add(self._keys(item), ident)  # type: ignore[union-attr]
         else:
-            self._buckets.add(self._keys(text), self.count)  # type: ignore[union-attr]
+            self._buckets.add(keys if keys is not None else self._keys(text), self.count)  # type: ignore[union-attr]
         self.count += 1
-        self.seconds += time.perf_counter() - started
-
-    def check_and_add(self, text: str) -> str | None:
-        """``find`` then, when nothing is found, ``add``: the twin, or None when ``text`` was added."""
-        twin = self.find(text)
-        if twin is None:
-            self.add(text)
-        return twin
 
     def nbytes(self) -> int:
         """Memory held for the texts and buckets (not counting the recent-entry dict)."""
@@ -175,10 +181,10 @@ class NearDuplicateIndex:
             mixed = (values * self._mix).sum(axis=1, dtype=np.uint64)
         return ((mixed >> np.uint64(64 - _KEY_BITS)) | self._tags).tolist()
 
-    def _find_lsh(self, text: str) -> str | None:
+    def _find_lsh(self, text: str, keys: list[int]) -> str | None:
         assert self._buckets is not None
         shared: Counter[int] = Counter()
-        for part in self._buckets.lookup(self._keys(text), self.bucket_cap):
+        for part in self._buckets.lookup(keys, self.bucket_cap):
             shared.update(part.tolist() if isinstance(part, np.ndarray) else part)
         if not shared:
             return None

@@ -440,11 +440,14 @@ class Runner:
         """Add a finished row's figures to the step stats and set its ``failed`` and ``dropped``."""
         state = row._state
         records = []
+        requests = cached = 0
         for index, st in enumerate(state.steps):
             if index > state.failed_at or st.status == SKIPPED or st.status == WAITING:
                 continue
             stats = self.stats[self.steps[index].name]
             stats.rows_in += 1
+            requests += st.requests
+            cached += st.cache_hits
             stats.requests += st.requests
             stats.cache_hits += st.cache_hits
             stats.prompt_tokens += st.prompt_tokens
@@ -461,6 +464,8 @@ class Runner:
                 row.failed, row.failed_reason = self.steps[index].name, reason
             records.extend(record for _, _, record in sorted(st.records, key=lambda item: (item[0], item[1])))
         row.dropped = records
+        if requests and requests == cached:  # everything this row needed came from the request cache
+            self.engine["rows_from_cache"] += 1
         row._state = None
 
     # ----------------------------------------------------------------------------------------- figures
