@@ -334,6 +334,25 @@ class RunPlan:
     def pending(self) -> list[int]:
         return pending_ranks(self.layout, self.fingerprint, self.world_size)
 
+    def status(self) -> dict[int, dict[str, Any]]:
+        """Per shard, from its files alone (any executor): ``done`` (a matching completion marker, with its row
+        counts), ``partial`` (complete chunks of this config so far) or ``pending``."""
+        report: dict[int, dict[str, Any]] = {}
+        for rank in range(self.world_size):
+            marker = self.layout.read_marker(rank)
+            if marker is not None and marker["fingerprint"] == self.fingerprint:
+                report[rank] = {"state": "done", **marker["rows"]}
+                continue
+            try:
+                chunks = json.loads(self.layout.chunks(rank).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                chunks = None
+            if isinstance(chunks, dict) and chunks.get("fingerprint") == self.fingerprint:
+                report[rank] = {"state": "partial", "chunks": chunks.get("chunks"), "rows_done": chunks.get("rows_consumed")}
+            else:
+                report[rank] = {"state": "pending"}
+        return report
+
 
 def plan_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] | set[str], questions_file: Path | None, force: bool) -> RunPlan:
     """Validate inputs and the run folder's existing shards (another config is refused unless ``force``)."""

@@ -21,7 +21,7 @@ from conftest import REPO
 from deterministic_endpoint import DeterministicEndpoint
 from generation.config import load_config, load_saved_config
 from generation.errors import SynthgenError
-from generation.pipeline import gather_shards, run_pipeline
+from generation.pipeline import gather_shards, plan_run, run_pipeline
 from generation.shards import STAGES, config_fingerprint
 
 OLD_RUN = REPO / "tests" / "data" / "engine" / "old-run"
@@ -108,6 +108,8 @@ def test_sigkill_mid_run_resumes_after_the_last_complete_chunk(tmp_path: Path):
         assert process.wait(timeout=30) == -signal.SIGKILL
         at_kill = json.loads(chunks.read_text())
         sent_before = slow.total
+        plan = plan_run(load_config(REPO / "configs/default.yaml", overrides(slow.base_url)), out, STAGES, None, False)
+        assert plan.status() == {0: {"state": "partial", "chunks": at_kill["chunks"], "rows_done": at_kill["rows_consumed"]}}
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
         assert result.returncode == 0, result.stderr
         assert f"resuming after chunk {at_kill['chunks']}: {at_kill['rows_consumed']} row(s) already written" in result.stderr
@@ -117,6 +119,7 @@ def test_sigkill_mid_run_resumes_after_the_last_complete_chunk(tmp_path: Path):
         assert slow.resent() <= 8, (slow.resent(), sent_before)
     assert published(out) == published(reference)
     assert not (out / "shards" / "00000" / "chunks.json").exists()  # the completion marker replaced it
+    assert plan.status()[0]["state"] == "done"
 
 
 def test_gather_drops_near_duplicates_across_shards_and_accounts_for_them(endpoint: DeterministicEndpoint, tmp_path: Path):

@@ -212,6 +212,7 @@ def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, ques
             f"{layout.root}: {len(missing)} of {world_size} shard(s) are not complete (no matching completion marker): {shown}"
         )
     markers: list[dict[str, Any]] = [layout.read_marker(rank) for rank in range(world_size)]  # type: ignore[misc]
+    _allow_open_files(2 * world_size + 64)  # the merge reads every shard's questions and pairs at once
     readers = [_ShardReader(layout, rank, marker) for rank, marker in enumerate(markers)]
     paths = RunPaths(out_dir)
     with_questions, with_pairs = "questions" in stages, "responses" in stages
@@ -296,6 +297,18 @@ def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, ques
         "shards": world_size,
         "rows": counts,
     }
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise the soft limit on open files when a merge of many shards needs more (up to the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log.warning("gather: %d shards need ~%d open files but the limit is %d; raise it with ulimit -n", needed // 2, needed, hard)
 
 
 def _fold_gather_drops(stats: dict[str, Any], dropped: dict[str, int], index: Any) -> None:
