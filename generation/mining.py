@@ -35,7 +35,7 @@ from rapidfuzz import fuzz
 from generation.config import BUNDLED_CONFIGS, MiningConfig, RunConfig, read_yaml_mapping
 from generation.errors import ConfigError, InputDataError
 from generation.io import read_csv_rows, write_text
-from generation.steps.common import derive_seed, render_messages, strip_preamble
+from generation.steps.common import derive_seed, strip_preamble
 
 log = logging.getLogger(__name__)
 

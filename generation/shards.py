@@ -34,7 +34,7 @@ from generation.run.layout import (  # noqa: F401 - re-exported for executors
     ENDPOINT_FAILURE, SHARD_CHUNKS, SHARD_FILES, SHARD_MARKER, SHARD_QUESTIONS, STAGES, RunPaths, ShardLayout, shards_dir_name,
 )
 from generation.run.runner import Runner, StepStats
-from generation.steps.base import LLMStep, Row, Step
+from generation.steps.base import Row, Step
 
 log = logging.getLogger(__name__)
 

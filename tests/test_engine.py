@@ -132,8 +132,8 @@ def test_gather_drops_near_duplicates_across_shards_and_accounts_for_them(endpoi
     questions = read_csv(out / "questions.csv")
     texts = [row["question"] for row in questions]
     synthetic = [row["question"] for row in questions if row["origin"] == "synthetic"]
-    for i, text in enumerate(synthetic):  # no synthetic question near-duplicates an earlier published one
-        earlier = [t for t in texts[: texts.index(text)]]
+    for text in synthetic:  # no synthetic question near-duplicates an earlier published one
+        earlier = texts[: texts.index(text)]
         assert not any(fuzz.ratio(text, other) >= cfg.questions.filters.near_duplicate_ratio for other in earlier), text
     pairs = read_csv(out / "questions_and_responses.csv")
     stages = summary["stages"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.backends.cache import RequestCache
-from generation.backends.client import ChatRequest, LLMClient, _Backend, resolve_api_key
+from generation.backends.client import LLMClient, _Backend, resolve_api_key
 from generation.backends.transports import Completion, OpenAITransport, PermanentRequestError, _completion_from
 from generation.config import BUNDLED_CONFIGS, BackendConfig, JudgeRubric, RetryConfig, SamplingConfig, read_yaml_mapping
 from generation.errors import ConfigError
