@@ -1,4 +1,5 @@
-"""Near-duplicate questions: one index for the generation filter and for gather's check across shards.
+"""Near-duplicates: the question filter's index (generation and gather's check across shards) and the
+evaluator's Jaccard clusters (``duplicate_prompt``), in one module.
 
 The decision rule is the one the question filter has always used: a text is a near-duplicate when its
 RapidFuzz ``ratio`` with a text already in the index reaches ``threshold``; the twin reported is the best
@@ -22,6 +23,8 @@ import heapq
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -194,3 +197,42 @@ class NearDuplicateIndex:
             ids = sorted(shared)
         match = process.extractOne(text, [self.text(ident) for ident in ids], scorer=fuzz.ratio, score_cutoff=self.threshold)
         return match[0] if match else None
+
+
+def jaccard_clusters(
+    texts: Sequence[str], threshold: float, key: Callable[[str], str], grams: Callable[[str], set[str]], num_perm: int = 128, seed: int = 1
+) -> list[int]:  # fmt: skip
+    """Cluster id per text for the evaluator's ``duplicate_prompt``: texts whose estimated Jaccard (MinHash over
+    ``grams(text)``) is >= threshold share a cluster (datasketch MinHash LSH, union-find); texts with the same
+    ``key`` are exact duplicates. The cluster id is the index of its first member."""
+    from datasketch import MinHash, MinHashLSH
+
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    signatures: list[Any] = []
+    normalised: dict[str, int] = {}
+    for index, text in enumerate(texts):
+        exact = key(text)
+        if exact in normalised:  # exact duplicate after normalisation
+            parent[index] = root(normalised[exact])
+            signatures.append(None)
+            continue
+        normalised[exact] = index
+        signature = MinHash(num_perm=num_perm, seed=seed)
+        for gram in grams(text) or {""}:
+            signature.update(gram.encode("utf-8"))
+        for other in lsh.query(signature):
+            j = int(other)
+            if signature.jaccard(signatures[j]) >= threshold:
+                a, b = root(index), root(j)
+                parent[max(a, b)] = min(a, b)
+        lsh.insert(str(index), signature)
+        signatures.append(signature)
+    return [root(i) for i in range(len(texts))]
