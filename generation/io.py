@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -173,14 +174,15 @@ def write_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def iter_csv_rows(path: Path, required: Iterable[str]) -> Iterator[dict[str, str]]:
-    """Stream a UTF-8 CSV as dicts; a missing file/column, bad encoding or ragged row is a one-line error."""
-    if not path.is_file():
+def iter_csv_rows(path: Path, required: Iterable[str], handle: IO[str] | None = None) -> Iterator[dict[str, str]]:
+    """Stream a UTF-8 CSV as dicts; a missing file/column, bad encoding or ragged row is a one-line error.
+    ``handle``: an open text stream to read instead of opening ``path`` (``path`` then only names it)."""
+    if handle is None and not path.is_file():
         raise InputDataError(f"{path}: file not found")
     required = list(required)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+        with open(path, encoding="utf-8-sig", newline="") if handle is None else contextlib.nullcontext(handle) as stream:
+            reader = csv.reader(stream)
             header = next(reader, None)
             if header is None:
                 raise InputDataError(f"{path}: file is empty")

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from generation.config import RunConfig
 from generation.errors import InputDataError
-from generation.io import atomic_write
+from generation.io import atomic_write, iter_csv_rows
 from generation.run.chunks import SHARD_QUESTION_FIELDS
 from generation.run.layout import SHARD_DROPPED, SHARD_PAIRS, SHARD_QUESTIONS, STAGES, RunPaths, ShardLayout
 from generation.shards import ShardsIncompleteError, changed_files, config_fingerprint, pending_ranks
@@ -116,25 +116,8 @@ class _ShardReader:
 
     def _csv(self, name: str, required: tuple[str, ...]) -> Iterator[dict[str, str]]:
         raw, text = self._text(name)
-        path = self.dir / name
         try:
-            reader = csv.reader(text)
-            header = next(reader, None)
-            if header is None:
-                raise InputDataError(f"{path}: file is empty")
-            missing = [column for column in required if column not in header]
-            if missing:
-                raise InputDataError(f"{path}: missing column(s) {missing}; columns are {header}")
-            for values in reader:
-                if not values:
-                    continue
-                if len(values) != len(header):
-                    raise InputDataError(f"{path}: line {reader.line_num} has {len(values)} fields, expected {len(header)}")
-                yield dict(zip(header, values))
-        except UnicodeDecodeError as exc:
-            raise self.refuse(InputDataError(f"{path}: not valid UTF-8 ({exc.reason})")) from None
-        except csv.Error as exc:
-            raise self.refuse(InputDataError(f"{path}: malformed CSV: {exc}")) from None
+            yield from iter_csv_rows(self.dir / name, required, text)
         except InputDataError as exc:
             raise self.refuse(exc) from None
         self.digests[name] = raw.finish()

@@ -7,32 +7,14 @@ is retried at once.
 
 from __future__ import annotations
 
-from generation.config import RunConfig
-from generation.steps.base import Fields, LLMStep, Reject, Reply, Row, result_meta
-from generation.steps.common import derive_seed
-from generation.steps.responses import build_answer_messages, check_rejected_alone, parse_answer, restates
+from generation.steps.base import Fields, Reject, Reply, Row, result_meta
+from generation.steps.responses import AnswerStep, check_rejected_alone, parse_answer, restates
 
 
-class RejectedStep(LLMStep):
+class RejectedStep(AnswerStep):
     name = "rejected"
-    stage = "responses"
-    needs = ("question",)
     check_needs = ("chosen",)
     outputs = ("rejected", "rejected_meta")
-    reason_prefix = "rejected_"
-
-    def __init__(self, cfg: RunConfig):
-        self.config = cfg.responses
-        self.template = cfg.prompts.rejected
-        self.sampling = cfg.responses.sampling
-        self.max_attempts = cfg.responses.max_attempts
-        self.run_seed = cfg.seed
-
-    def messages(self, row: Row, attempt: int, sample: int) -> list[dict[str, str]]:
-        return build_answer_messages(row["question"], self.template)
-
-    def seed(self, row: Row, attempt: int, sample: int) -> int:
-        return derive_seed(self.run_seed, "rejected", row["question"], attempt)
 
     def parse(self, reply: Reply, row: Row) -> Fields | Reject:
         answer = parse_answer(reply.text, reply.result.finish_reason, self.config)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 
-from generation.config import ChatTemplate, ResponsesConfig
-from generation.steps.common import first_match, render_messages, strip_preamble, trim_to_sentences, word_count
+from generation.config import ChatTemplate, ResponsesConfig, RunConfig
+from generation.steps.base import LLMStep, Row
+from generation.steps.common import derive_seed, first_match, render_messages, strip_preamble, trim_to_sentences, word_count
 
 
 @dataclass
@@ -65,3 +66,25 @@ def check_rejected(answer: str, chosen: str, cfg: ResponsesConfig) -> str | None
     if reason:
         return reason
     return "restates_chosen" if restates(answer, chosen, cfg) else None
+
+
+class AnswerStep(LLMStep):
+    """What the chosen and rejected steps share: the prompt ``prompts.<name>``, the answer parser, and the
+    request seed ``derive_seed(run seed, name, question, attempt)``."""
+
+    stage = "responses"
+    needs = ("question",)
+
+    def __init__(self, cfg: RunConfig):
+        self.config = cfg.responses
+        self.template: ChatTemplate = getattr(cfg.prompts, self.name)
+        self.sampling = cfg.responses.sampling
+        self.max_attempts = cfg.responses.max_attempts
+        self.run_seed = cfg.seed
+        self.reason_prefix = f"{self.name}_"
+
+    def messages(self, row: Row, attempt: int, sample: int) -> list[dict[str, str]]:
+        return build_answer_messages(row["question"], self.template)
+
+    def seed(self, row: Row, attempt: int, sample: int) -> int:
+        return derive_seed(self.run_seed, self.name, row["question"], attempt)
