@@ -146,11 +146,12 @@ def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: An
     return count
 
 
-def iter_jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a UTF-8 JSONL file, streaming; bad lines are one-line errors."""
+def iter_jsonl_objects(path: Path, handle: IO[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file, streaming; bad lines are one-line errors.
+    ``handle``: an open text stream to read instead of opening ``path`` (``path`` then only names it)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
+        with open(path, encoding="utf-8") if handle is None else contextlib.nullcontext(handle) as stream:
+            for line_number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
                 try:

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from generation.config import RunConfig
 from generation.errors import InputDataError
-from generation.io import atomic_write, iter_csv_rows
+from generation.io import atomic_write, iter_csv_rows, iter_jsonl_objects
 from generation.run.chunks import SHARD_QUESTION_FIELDS
 from generation.run.layout import SHARD_DROPPED, SHARD_PAIRS, SHARD_QUESTIONS, STAGES, RunPaths, ShardLayout
 from generation.shards import ShardsIncompleteError, changed_files, config_fingerprint, pending_ranks
@@ -129,21 +129,12 @@ class _ShardReader:
 
     def pairs(self) -> Iterator[tuple[tuple[int, str], dict[str, Any]]]:
         raw, text = self._text(SHARD_PAIRS)
-        path = self.dir / SHARD_PAIRS
         try:
-            for number, line in enumerate(text, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputDataError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("provenance"), dict):
-                    raise InputDataError(f"{path}: line {number}: expected a pair object with its provenance")
+            for number, record in iter_jsonl_objects(self.dir / SHARD_PAIRS, text):
+                if not isinstance(record.get("provenance"), dict):
+                    raise InputDataError(f"{self.dir / SHARD_PAIRS}: line {number}: expected a pair with its provenance")
                 self.counts["pairs"] += 1
                 yield question_order(str(record["provenance"].get("qid", ""))), record
-        except UnicodeDecodeError as exc:
-            raise self.refuse(InputDataError(f"{path}: not valid UTF-8 ({exc.reason})")) from None
         except InputDataError as exc:
             raise self.refuse(exc) from None
         self.digests[SHARD_PAIRS] = raw.finish()
