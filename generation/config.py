@@ -355,9 +355,12 @@ class SlurmConfig(StrictModel):
 
 
 class ExecutionConfig(StrictModel):
-    """How the work is split: ``shards`` tasks (in this process for `run`, a Slurm array for `submit`)."""
+    """How the work is split: ``shards`` tasks (in this process for `run`, a Slurm array for `submit`); a shard
+    commits its finished rows as a chunk every ``chunk_rows`` rows or ``chunk_seconds``, whichever comes first."""
 
     shards: int = Field(1, ge=1, le=100_000)
+    chunk_rows: int = Field(1000, ge=1)
+    chunk_seconds: float = Field(120.0, gt=0)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 

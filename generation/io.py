@@ -1,8 +1,10 @@
-"""File I/O at the edges: atomic writers for CSV/JSONL/JSON/YAML and the question CSV reader."""
+"""File I/O at the edges: atomic (and streaming) writers for CSV/JSONL/JSON/Parquet, streaming readers."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -121,24 +123,35 @@ def write_json(path: Path, data: Any) -> None:
         handle.write("\n")
 
 
-def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: Any) -> int:
-    """Atomically write records as Parquet with the given ``datasets.Features`` (kept in the file); returns rows."""
-    import datasets
+def write_parquet(path: Path, records: Iterable[Mapping[str, Any]], features: Any, batch_rows: int = 10_000) -> int:
+    """Atomically write records as Parquet with the given ``datasets.Features`` (kept in the file's schema
+    metadata, as ``datasets`` writes it), streaming: at most ``batch_rows`` records in memory; returns rows."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    records = list(records)
-    table = datasets.Dataset.from_dict({name: [r[name] for r in records] for name in features}, features=features)
-    with atomic_path(path) as tmp:
-        pq.write_table(table.data.table, tmp)  # the Arrow table carries the features; no progress bar
-    return len(records)
+    schema = features.arrow_schema
+    names = list(features)
+    count = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[Mapping[str, Any]] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_rows:
+                writer.write_table(pa.Table.from_pylist([{n: r[n] for n in names} for r in batch], schema=schema))
+                count += len(batch)
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist([{n: r[n] for n in names} for r in batch], schema=schema))
+            count += len(batch)
+    return count
 
 
-def read_jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a UTF-8 JSONL file; bad lines are one-line errors."""
-    records = []
+def iter_jsonl_objects(path: Path, handle: IO[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file, streaming; bad lines are one-line errors.
+    ``handle``: an open text stream to read instead of opening ``path`` (``path`` then only names it)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
+        with open(path, encoding="utf-8") if handle is None else contextlib.nullcontext(handle) as stream:
+            for line_number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
                 try:
@@ -147,10 +160,14 @@ def read_jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
                     raise InputDataError(f"{path}: line {line_number}: invalid JSON ({exc.msg})") from None
                 if not isinstance(record, dict):
                     raise InputDataError(f"{path}: line {line_number}: expected a JSON object")
-                records.append((line_number, record))
+                yield line_number, record
     except UnicodeDecodeError as exc:
         raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    return records
+
+
+def read_jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file; bad lines are one-line errors."""
+    return list(iter_jsonl_objects(path))
 
 
 def write_text(path: Path, text: str) -> None:
@@ -158,21 +175,21 @@ def write_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def read_csv_rows(path: Path, required: Iterable[str], allow_empty: bool = False) -> list[dict[str, str]]:
-    """Read a UTF-8 CSV into dicts; a missing file/column, bad encoding or ragged row is a one-line error."""
-    if not path.is_file():
+def iter_csv_rows(path: Path, required: Iterable[str], handle: IO[str] | None = None) -> Iterator[dict[str, str]]:
+    """Stream a UTF-8 CSV as dicts; a missing file/column, bad encoding or ragged row is a one-line error.
+    ``handle``: an open text stream to read instead of opening ``path`` (``path`` then only names it)."""
+    if handle is None and not path.is_file():
         raise InputDataError(f"{path}: file not found")
     required = list(required)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+        with open(path, encoding="utf-8-sig", newline="") if handle is None else contextlib.nullcontext(handle) as stream:
+            reader = csv.reader(stream)
             header = next(reader, None)
             if header is None:
                 raise InputDataError(f"{path}: file is empty")
             missing = [name for name in required if name not in header]
             if missing:
                 raise InputDataError(f"{path}: missing column(s) {missing}; columns are {header}")
-            rows = []
             for line_number, values in enumerate(reader, start=2):
                 if not values:
                     continue
@@ -180,20 +197,33 @@ def read_csv_rows(path: Path, required: Iterable[str], allow_empty: bool = False
                     raise InputDataError(
                         f"{path}: row {line_number - 2} (line {reader.line_num}) has {len(values)} fields, expected {len(header)}"
                     )
-                rows.append(dict(zip(header, values)))
+                yield dict(zip(header, values))
     except UnicodeDecodeError as exc:
         raise InputDataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise InputDataError(f"{path}: malformed CSV: {exc}") from None
+
+
+def read_csv_rows(path: Path, required: Iterable[str], allow_empty: bool = False) -> list[dict[str, str]]:
+    """Read a UTF-8 CSV into dicts; a missing file/column, bad encoding or ragged row is a one-line error."""
+    rows = list(iter_csv_rows(path, required))
     if not rows and not allow_empty:
         raise InputDataError(f"{path}: no data rows")
     return rows
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def guard_csv_file(path: Path) -> int:
-    """Rewrite a CSV in place with :func:`guard_formula` applied to every cell (idempotent); returns rows."""
+    """Rewrite a CSV in place with :func:`guard_formula` applied to every cell (idempotent, streaming); returns rows."""
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         fieldnames = list(reader.fieldnames or [])
-        rows = list(reader)
-    return write_csv(path, fieldnames, rows, formula_guard=True)
+        return write_csv(path, fieldnames, reader, formula_guard=True)

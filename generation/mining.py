@@ -38,7 +38,7 @@ from rapidfuzz import fuzz
 from generation.config import BUNDLED_CONFIGS, MiningConfig, RunConfig, read_yaml_mapping
 from generation.errors import ConfigError, InputDataError
 from generation.io import read_csv_rows, write_text
-from generation.steps.common import derive_seed, render_messages, strip_preamble
+from generation.steps.common import derive_seed, strip_preamble
 
 log = logging.getLogger(__name__)
 
@@ -382,31 +382,25 @@ def _add_proposal(proposals: list[str], text: str, mining: MiningConfig) -> None
 async def llm_candidates(
     questions: list[str], cfg: RunConfig, mining: MiningConfig, client: Any, domain: str, scrubber: Any = None
 ) -> list[Candidate]:  # fmt: skip
-    """The LLM pass: ``llm_rounds`` requests, each over a seeded sample of the questions (replies PII-scrubbed)."""
-    from generation.backends.client import ChatRequest
+    """The LLM pass: ``llm_rounds`` requests (:class:`generation.steps.mining.MiningStep` through the streaming
+    runner), each over a seeded sample of the questions (replies PII-scrubbed)."""
+    from generation.run.runner import run_rows
+    from generation.steps.mining import MiningStep
 
     if mining.prompt is None or mining.llm_rounds == 0:
         return []
     await client.check_ready()
-    samples = []
+    rounds = []
     for round_index in range(mining.llm_rounds):
         rng = random.Random(derive_seed(cfg.seed, "mining-sample", round_index))
-        samples.append(rng.sample(questions, min(mining.questions_per_round, len(questions))))
-
-    async def ask(round_index: int) -> str:
-        shown = "\n".join(f"- {q}" for q in samples[round_index])
-        messages = render_messages(mining.prompt, domain=domain, questions=shown, count=str(mining.proposals_per_round))
-        request = ChatRequest.build(messages, mining.sampling, derive_seed(cfg.seed, "mining", round_index), "mining")
-        text = (await client.chat(request)).text
-        return scrubber.scrub(text)[0] if scrubber is not None else text
-
-    replies = await asyncio.gather(*(ask(i) for i in range(mining.llm_rounds)))
+        rounds.append({"round": round_index, "questions": rng.sample(questions, min(mining.questions_per_round, len(questions)))})
+    finished, _ = await run_rows([MiningStep(cfg, mining, domain)], client, rounds, scrubber=scrubber, input_fields=("round", "questions"))
     candidates = []
-    for round_index, raw in enumerate(replies):
-        proposals = parse_proposals(raw, mining, cfg.questions.filters.preamble_patterns)
-        log.info("mining: LLM round %d proposed %d usable instruction(s)", round_index + 1, len(proposals))
+    for row in finished:
+        proposals = row.fields["proposals"]
+        log.info("mining: LLM round %d proposed %d usable instruction(s)", row["round"] + 1, len(proposals))
         for text in proposals:
-            candidates.append(Candidate(text, "llm", 1, list(samples[round_index]), ["llm"], llm_proposals=1))
+            candidates.append(Candidate(text, "llm", 1, list(row["questions"]), ["llm"], llm_proposals=1))
     return candidates
 
 

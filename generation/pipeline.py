@@ -14,6 +14,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +26,11 @@ from generation.backends.client import resolve_api_key
 from generation.config import RunConfig, dump_config_yaml
 from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
 from generation.errors import InputDataError, OutputWriteError, RedactSecrets, ServerStartError, redact
-from generation.io import guard_csv_file, read_csv_rows, write_csv, write_json, write_jsonl, write_text
+from generation.io import guard_csv_file, iter_csv_rows, write_csv, write_json, write_jsonl, write_text
 from generation.pii import privacy_summary, scrubber_for
 from generation.preprocess import PreprocessReport, iter_preprocess
 from generation.publish import PAIR_FIELDS, PAIRS_PARQUET, to_conversational, write_card, write_dataset_files
+from generation.run.layout import RunPaths  # noqa: F401 - where callers have always found it
 from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, gather, pending_ranks, run_shard
 from generation.sources import open_questions
 from generation.steps.common import derive_seed, render_messages
@@ -36,53 +38,6 @@ from generation.steps.questions import QuestionRow
 from generation.steps.responses import PairRow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a run folder keeps each file."""
-
-    root: Path
-
-    @property
-    def questions(self) -> Path:
-        return self.root / "questions.csv"
-
-    @property
-    def pairs(self) -> Path:
-        return self.root / "questions_and_responses.csv"
-
-    @property
-    def pairs_jsonl(self) -> Path:
-        return self.root / "questions_and_responses.jsonl"
-
-    @property
-    def provenance(self) -> Path:
-        return self.root / "questions_and_responses.provenance.jsonl"
-
-    @property
-    def dropped(self) -> Path:
-        return self.root / "dropped.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "run_summary.json"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache" / "requests.sqlite"
-
-    @property
-    def server_log(self) -> Path:
-        return self.root / "logs" / "embedded-server.log"
-
-    @property
-    def run_log(self) -> Path:
-        return self.root / "logs" / "synthgen.log"
 
 
 def output_dir_for(cfg: RunConfig, override: str | Path | None = None) -> Path:
@@ -144,29 +99,29 @@ def prepare_seed_questions(cfg: RunConfig) -> tuple[list[str], dict[str, Any]]:
     }  # fmt: skip
 
 
-def check_question_lengths(values: list[str | None], max_chars: int, where: str) -> None:
-    """A "question" longer than ``dataset.max_question_chars`` is bad input (one line naming the row)."""
-    for index, value in enumerate(values):
-        if value is not None and len(value) > max_chars:
-            raise InputDataError(
-                f"{where}: row {index}: question is {len(value)} characters, more than dataset.max_question_chars={max_chars}"
-            )
+def iter_questions_file(path: Path, max_chars: int | None = None) -> Iterator[QuestionRow]:
+    """Questions for the responses stage from a CSV with a ``question`` column (provenance columns optional), lazily."""
+    for index, row in enumerate(iter_csv_rows(path, ["question"])):
+        text = row["question"].strip()
+        if max_chars is not None and len(row["question"]) > max_chars:
+            raise InputDataError(f"{path}: row {index}: question is {len(row['question'])} characters, more than dataset.max_question_chars={max_chars}")
+        if not text:
+            raise InputDataError(f"{path}: row {index}: empty question")
+        yield QuestionRow(text, row.get("source_question") or text, row.get("modification") or "", row.get("origin") or "seed")
+
+
+def count_questions_file(path: Path, max_chars: int | None = None) -> int:
+    """Check every row of a questions file (streaming) and return how many there are; no rows is an error."""
+    count = sum(1 for _ in iter_questions_file(path, max_chars))
+    if not count:
+        raise InputDataError(f"{path}: no data rows")
+    return count
 
 
 def read_questions_file(path: Path, max_chars: int | None = None) -> list[QuestionRow]:
-    """Questions for the responses stage from a CSV with a ``question`` column (provenance columns optional)."""
-    rows = read_csv_rows(path, ["question"])
-    if max_chars is not None:
-        check_question_lengths([row["question"] for row in rows], max_chars, str(path))
-    questions = []
-    for index, row in enumerate(rows):
-        text = row["question"].strip()
-        if not text:
-            raise InputDataError(f"{path}: row {index}: empty question")
-        questions.append(
-            QuestionRow(text, row.get("source_question") or text, row.get("modification") or "", row.get("origin") or "seed")
-        )
-    return questions
+    """All questions of a questions file (small files; runs stream it with :func:`iter_questions_file`)."""
+    count_questions_file(path, max_chars)
+    return list(iter_questions_file(path, max_chars))
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -253,12 +208,13 @@ def open_cache(cfg: RunConfig, paths: RunPaths) -> Iterator[RequestCache | None]
 # ------------------------------------------------------------------------------------------- writers
 
 
-def write_questions(paths: RunPaths, rows: list[QuestionRow]) -> None:
+def write_questions(paths: RunPaths, rows: Iterable[QuestionRow]) -> None:
     write_csv(paths.questions, QuestionRow.FIELDS, (row.as_row() for row in rows))
 
 
 def write_pairs(paths: RunPaths, pairs: list[PairRow]) -> None:
-    """The DPO files: standard CSV, conversational JSONL and the provenance sidecar, all keyed by row."""
+    """The DPO files: standard CSV, conversational JSONL and the provenance sidecar, all keyed by row (a small
+    list; runs publish through gather, which streams)."""
     write_csv(paths.pairs, PAIR_FIELDS, ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs))
     write_jsonl(paths.pairs_jsonl, (to_conversational({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) for p in pairs))
     write_jsonl(paths.provenance, ({"row": i, "prompt": p.prompt, **p.provenance} for i, p in enumerate(pairs)))
@@ -310,7 +266,7 @@ def validate_inputs(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], ques
         prepare_seed_questions(cfg)
         return None
     questions_file = (questions_file or RunPaths(out_dir).questions).resolve()
-    read_questions_file(questions_file, cfg.dataset.max_question_chars)
+    count_questions_file(questions_file, cfg.dataset.max_question_chars)
     return questions_file
 
 
@@ -377,6 +333,25 @@ class RunPlan:
 
     def pending(self) -> list[int]:
         return pending_ranks(self.layout, self.fingerprint, self.world_size)
+
+    def status(self) -> dict[int, dict[str, Any]]:
+        """Per shard, from its files alone (any executor): ``done`` (a matching completion marker, with its row
+        counts), ``partial`` (complete chunks of this config so far) or ``pending``."""
+        report: dict[int, dict[str, Any]] = {}
+        for rank in range(self.world_size):
+            marker = self.layout.read_marker(rank)
+            if marker is not None and marker["fingerprint"] == self.fingerprint:
+                report[rank] = {"state": "done", **marker["rows"]}
+                continue
+            try:
+                chunks = json.loads(self.layout.chunks(rank).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                chunks = None
+            if isinstance(chunks, dict) and chunks.get("fingerprint") == self.fingerprint:
+                report[rank] = {"state": "partial", "chunks": chunks.get("chunks"), "rows_done": chunks.get("rows_consumed")}
+            else:
+                report[rank] = {"state": "pending"}
+        return report
 
 
 def plan_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] | set[str], questions_file: Path | None, force: bool) -> RunPlan:

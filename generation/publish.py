@@ -6,14 +6,17 @@ when an evaluation has been run, ``eval/summary.json``), so a card states only w
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import random
 import re
 import shlex
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +24,16 @@ import yaml
 
 from generation import __version__
 from generation.errors import ConfigError, InputDataError, SynthgenError
-from generation.io import read_csv_rows, write_csv, write_jsonl, write_parquet, write_text
+from generation.io import atomic_write, iter_csv_rows, write_parquet, write_text
+from generation.run.layout import (  # noqa: F401 - the names publishing has always exported
+    CARD, CONFIG, EVAL_SUMMARY, PAIRS_CHAT_PARQUET, PAIRS_CSV, PAIRS_JSONL, PAIRS_PARQUET, PAIRS_STEM, PROVENANCE, QUESTIONS, SPLIT_FORMATS,
+    SPLITS, SUMMARY, split_file,
+)
 from generation.steps.common import derive_seed
 
 log = logging.getLogger(__name__)
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
-PAIRS_STEM = "questions_and_responses"
-PAIRS_CSV = f"{PAIRS_STEM}.csv"
-PAIRS_JSONL = f"{PAIRS_STEM}.jsonl"
-PAIRS_PARQUET = f"{PAIRS_STEM}.parquet"
-PAIRS_CHAT_PARQUET = f"{PAIRS_STEM}.conversational.parquet"
-PROVENANCE = f"{PAIRS_STEM}.provenance.jsonl"
-CARD = "README.md"
-QUESTIONS = "questions.csv"
-SUMMARY = "run_summary.json"
-CONFIG = "config.yaml"
-EVAL_SUMMARY = "eval/summary.json"
-SPLITS = ("train", "test")
-SPLIT_FORMATS = ("csv", "jsonl", "parquet", "conversational.parquet")
 
 # The Hugging Face size_categories buckets, by upper bound.
 _SIZE_BUCKETS = [
@@ -64,11 +58,6 @@ def _features(conversational: bool) -> Any:
     return datasets.Features({name: text for name in PAIR_FIELDS})
 
 
-def split_file(split: str, ext: str) -> str:
-    """Name of one split's file, e.g. ``questions_and_responses.train.csv``."""
-    return f"{PAIRS_STEM}.{split}.{ext}"
-
-
 def to_conversational(row: Mapping[str, str]) -> dict[str, list[dict[str, str]]]:
     """One pair in TRL's conversational preference format."""
     return {
@@ -88,14 +77,23 @@ def size_category(n: int) -> str:
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded train/test row indices (each sorted); no test rows when the fraction is 0 or n < 2."""
+    test = test_rows(n, test_fraction, seed)
+    return [i for i in range(n) if not test[i]], [i for i in range(n) if test[i]]
+
+
+def test_rows(n: int, test_fraction: float, seed: int) -> bytearray:
+    """Per row index, 1 if it goes to the test split: ``round(n * test_fraction)`` rows (at least one, and at
+    least one train row), the first ones of a shuffle of the row numbers seeded from the run seed. An array of
+    row numbers and a byte per row, so a million rows take a few MB."""
+    test = bytearray(n)
     if test_fraction <= 0 or n < 2:
-        return list(range(n)), []
+        return test
     n_test = min(n - 1, max(1, round(n * test_fraction)))
-    order = list(range(n))
+    order = array("I" if n < 2**32 else "Q", range(n))
     random.Random(derive_seed(seed, "test-split")).shuffle(order)
-    test = sorted(order[:n_test])
-    chosen = set(test)
-    return [i for i in range(n) if i not in chosen], test
+    for index in order[:n_test]:
+        test[index] = 1
+    return test
 
 
 def public_command(argv: Iterable[str]) -> str:
@@ -112,35 +110,57 @@ def public_command(argv: Iterable[str]) -> str:
 # ----------------------------------------------------------------------------------- dataset files
 
 
-def _write_forms(root: Path, name: Any, rows: list[dict[str, str]], with_text_files: bool) -> None:
-    """One set of rows as standard and conversational Parquet (and CSV/JSONL if asked); ``name(ext)`` gives file names."""
-    if with_text_files:
-        write_csv(root / name("csv"), PAIR_FIELDS, rows)
-        write_jsonl(root / name("jsonl"), (to_conversational(row) for row in rows))
-    write_parquet(root / name("parquet"), rows, _features(conversational=False))
-    write_parquet(root / name("conversational.parquet"), (to_conversational(row) for row in rows), _features(conversational=True))
+def _pair_rows(root: Path, test: bytearray | None = None, want: int | None = None) -> Iterator[dict[str, str]]:
+    """The pairs CSV's rows, streaming; with ``test``, only the rows whose flag equals ``want``."""
+    for index, row in enumerate(iter_csv_rows(root / PAIRS_CSV, PAIR_FIELDS)):
+        if test is None or test[index] == want:
+            yield {name: row[name] for name in PAIR_FIELDS}
+
+
+def _write_text_forms(root: Path, name: Any, rows: Iterable[dict[str, str]]) -> int:
+    """One set of rows as CSV and conversational JSONL at once, streaming; returns rows."""
+    count = 0
+    with ExitStack() as stack:
+        table = csv.writer(stack.enter_context(atomic_write(root / name("csv"), newline="")), lineterminator="\n")
+        chat = stack.enter_context(atomic_write(root / name("jsonl")))
+        table.writerow(PAIR_FIELDS)
+        for row in rows:
+            table.writerow([row[field] for field in PAIR_FIELDS])
+            chat.write(json.dumps(to_conversational(row), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _write_parquet_forms(root: Path, name: Any, rows: Any) -> None:
+    """Standard and conversational Parquet of the same rows; ``rows()`` streams them (once per file)."""
+    write_parquet(root / name("parquet"), rows(), _features(conversational=False))
+    write_parquet(root / name("conversational.parquet"), (to_conversational(row) for row in rows()), _features(conversational=True))
 
 
 def write_dataset_files(root: Path, test_fraction: float, seed: int) -> dict[str, Any]:
     """Write the Parquet copies of the pairs CSV (standard and conversational) and, if ``test_fraction`` > 0,
-    the train/test split files in every format; returns a report for the run summary."""
-    rows = [{name: row[name] for name in PAIR_FIELDS} for row in read_csv_rows(root / PAIRS_CSV, PAIR_FIELDS, allow_empty=True)]
-    _write_forms(root, lambda ext: f"{PAIRS_STEM}.{ext}", rows, with_text_files=False)
-    train, test = split_indices(len(rows), test_fraction, seed)
+    the train/test split files in every format; returns a report for the run summary. Streams: the CSV is
+    read again for each file written, never held in memory."""
+    n = sum(1 for _ in iter_csv_rows(root / PAIRS_CSV, PAIR_FIELDS))
+    _write_parquet_forms(root, lambda ext: f"{PAIRS_STEM}.{ext}", lambda: _pair_rows(root))
+    test = test_rows(n, test_fraction, seed)
+    n_test = sum(test)
     for split in SPLITS:
         for ext in SPLIT_FORMATS:
             stale = root / split_file(split, ext)
-            if stale.exists() and not test:
+            if stale.exists() and not n_test:
                 stale.unlink()  # from an earlier run with a split; it no longer matches the pairs
-    report: dict[str, Any] = {"rows": len(rows), "test_fraction": test_fraction, "splits": None}
-    if test:
-        for split, indices in (("train", train), ("test", test)):
-            _write_forms(root, lambda ext, split=split: split_file(split, ext), [rows[i] for i in indices], with_text_files=True)
-        report["splits"] = {"train": len(train), "test": len(test)}
-        report["test_rows"] = test
-        log.info("split %d pairs into %d train / %d test (seed %d)", len(rows), len(train), len(test), seed)
+    report: dict[str, Any] = {"rows": n, "test_fraction": test_fraction, "splits": None}
+    if n_test:
+        for split, flag in (("train", 0), ("test", 1)):
+            name = lambda ext, split=split: split_file(split, ext)  # noqa: E731
+            _write_text_forms(root, name, _pair_rows(root, test, flag))
+            _write_parquet_forms(root, name, lambda flag=flag: _pair_rows(root, test, flag))
+        report["splits"] = {"train": n - n_test, "test": n_test}
+        report["test_rows"] = [index for index in range(n) if test[index]]
+        log.info("split %d pairs into %d train / %d test (seed %d)", n, n - n_test, n_test, seed)
     elif test_fraction > 0:
-        log.warning("publish.test_fraction=%s but only %d pair(s): no test split written", test_fraction, len(rows))
+        log.warning("publish.test_fraction=%s but only %d pair(s): no test split written", test_fraction, n)
     return report
 
 
@@ -432,7 +452,7 @@ def write_card(root: Path) -> Path:
         eval_summary = None
     counts = None
     if (root / QUESTIONS).is_file():
-        questions = read_csv_rows(root / QUESTIONS, ["question"], allow_empty=True)
+        questions = iter_csv_rows(root / QUESTIONS, ["question"])
         counts = Counter(row.get("modification") for row in questions if row.get("origin") == "synthetic")
     listing = set(folder_listing(root)) | {CARD}
     card = build_card(summary, config, published_files(listing, bool((summary.get("publish") or {}).get("splits"))), eval_summary, counts)

@@ -2,10 +2,13 @@
 
 Shard ``rank`` of ``world_size`` owns seed question ``i`` when ``i % world_size == rank`` and synthetic
 slot ``j`` when ``j % world_size == rank``; request seeds derive from the run seed and the global index,
-so a rerun of one shard reproduces its choices. A shard writes its files under
-``OUTDIR/<shards dir>/<rank>/`` and then, last, a completion marker carrying the config fingerprint and
-its row counts (datatrove style). Reruns skip shards whose marker matches; ``gather`` merges complete
-shards into the published files and refuses when one is missing or counts disagree.
+so a rerun of one shard reproduces its choices. A shard streams its rows through the steps with the one
+runner (:mod:`generation.run.runner`), appends finished rows to its files under
+``OUTDIR/<shards dir>/<rank>/`` in chunks (:mod:`generation.run.chunks`: a killed shard resumes after its last
+complete chunk) and then, last, writes a completion marker carrying the config fingerprint, its row counts
+and the sha256 of its files (datatrove style). Reruns skip shards whose marker matches; gather
+(:mod:`generation.run.gather`) merges complete shards into the published files and refuses when one is
+missing or its files disagree with its marker.
 """
 
 from __future__ import annotations
@@ -16,32 +19,28 @@ import json
 import logging
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from generation.backends.client import LLMClient
 from generation.config import RunConfig
-from generation.errors import ConfigError, InputDataError, SynthgenError
-from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json, write_jsonl
-from generation.steps.common import DroppedRow
-from generation.steps.questions import QuestionRow, generate_questions
-from generation.steps.responses import PairRow, generate_responses
+from generation.errors import ConfigError, OutputWriteError, SynthgenError
+from generation.io import file_sha256, iter_csv_rows, write_json
+from generation.run.chunks import SHARD_QUESTION_FIELDS, ChunkState, ShardWriter
+from generation.run.layout import (  # noqa: F401 - re-exported for executors
+    ENDPOINT_FAILURE, SHARD_CHUNKS, SHARD_FILES, SHARD_MARKER, SHARD_QUESTIONS, STAGES, RunPaths, ShardLayout, shards_dir_name,
+)
+from generation.run.runner import Runner, StepStats
+from generation.steps.base import Row, Step
 
 log = logging.getLogger(__name__)
-
-STAGES = ("questions", "responses")
-SHARD_QUESTION_FIELDS = (*QuestionRow.FIELDS, "qid")
 
 
 class ShardsIncompleteError(SynthgenError):
     """Gather was asked to publish while shards are missing or inconsistent."""
-
-
-def shards_dir_name(stages: tuple[str, ...]) -> str:
-    """Full runs keep shards in ``shards/``; single-stage runs in ``shards-<stage>/``."""
-    return "shards" if tuple(stages) == STAGES else f"shards-{stages[0]}"
 
 
 def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path | None = None) -> str:
@@ -62,36 +61,6 @@ def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path
         data["input_sha256"] = hashlib.sha256(input_file.read_bytes()).hexdigest()
     blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ShardLayout:
-    """Where one run's shards live."""
-
-    out_dir: Path
-    stages: tuple[str, ...]
-
-    @property
-    def root(self) -> Path:
-        return self.out_dir / shards_dir_name(self.stages)
-
-    def shard(self, rank: int) -> Path:
-        return self.root / f"{rank:05d}"
-
-    def marker(self, rank: int) -> Path:
-        return self.shard(rank) / "done.json"
-
-    def read_marker(self, rank: int) -> dict[str, Any] | None:
-        """The shard's completion marker, or None if absent or unreadable (then the shard is redone)."""
-        path = self.marker(rank)
-        if not path.is_file():
-            return None
-        try:
-            marker = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            log.warning("shard %d: completion marker %s is unreadable (%s); the shard will be redone", rank, path, exc)
-            return None
-        return marker if isinstance(marker, dict) and "fingerprint" in marker else None
 
 
 def check_fingerprints(layout: ShardLayout, fingerprint: str, world_size: int, force: bool) -> None:
@@ -118,12 +87,9 @@ def check_fingerprints(layout: ShardLayout, fingerprint: str, world_size: int, f
         shutil.rmtree(child)
 
 
-SHARD_FILES = ("questions.csv", "pairs.jsonl", "dropped.csv")
-
-
 def file_digests(shard_dir: Path) -> dict[str, str]:
     """sha256 of each shard file, recorded in the completion marker."""
-    return {name: hashlib.sha256((shard_dir / name).read_bytes()).hexdigest() for name in SHARD_FILES if (shard_dir / name).is_file()}
+    return {name: file_sha256(shard_dir / name) for name in SHARD_FILES if (shard_dir / name).is_file()}
 
 
 def changed_files(layout: ShardLayout, rank: int, marker: dict[str, Any]) -> list[str]:
@@ -154,35 +120,168 @@ def pending_ranks(layout: ShardLayout, fingerprint: str, world_size: int, verify
 # ------------------------------------------------------------------------------------------ one shard
 
 
-def input_questions(path: Path) -> list[QuestionRow]:
-    """Questions for a responses-only run, with ids from their row index."""
-    from generation.pipeline import read_questions_file
+def input_question_rows(path: Path, rank: int, world_size: int, scrubber: Any, skip: int = 0) -> Iterator[dict[str, Any]]:
+    """Rows of a responses-only run (questions from a file, ids from their row index), PII-scrubbed, lazily."""
+    from generation.pipeline import iter_questions_file
 
-    return [
-        QuestionRow(row.question, row.source_question, row.modification, row.origin, f"in-{index:07d}")
-        for index, row in enumerate(read_questions_file(path))
-    ]
+    owned = ((index, row) for index, row in enumerate(iter_questions_file(path)) if index % world_size == rank)
+    for index, question in islice(owned, skip, None):
+        fields: dict[str, Any] = {"qid": f"in-{index:07d}", "origin": question.origin, "question": question.question,
+                                  "source_question": question.source_question, "modification": question.modification}  # fmt: skip
+        if scrubber is not None:  # questions from a user's file were never scrubbed
+            fields["question"], counts = scrubber.scrub(question.question)
+            fields["source_question"], source_counts = scrubber.scrub(question.source_question)
+            fields["masked_input"] = counts if question.source_question == question.question else counts + source_counts
+        yield fields
 
 
-async def _generate_shard(
-    cfg: RunConfig, client: LLMClient, rank: int, world_size: int, stages: tuple[str, ...],
-    seeds: list[str] | None, questions: list[QuestionRow] | None, show_progress: bool,
-) -> tuple[list[QuestionRow], list[PairRow], list[DroppedRow], dict[str, Any]]:  # fmt: skip
-    stats: dict[str, Any] = {}
-    dropped: list[DroppedRow] = []
-    pairs: list[PairRow] = []
-    await client.check_ready()
-    if "questions" in stages:
-        assert seeds is not None
-        outcome = await generate_questions(seeds, cfg, client, show_progress, rank, world_size)
-        questions, stats["questions"] = outcome.rows, outcome.stats
-        dropped.extend(outcome.dropped)
-    assert questions is not None
-    if "responses" in stages:
-        result = await generate_responses(questions, cfg, client, show_progress)
-        pairs, stats["responses"] = result.pairs, result.stats
-        dropped.extend(result.dropped)
-    return questions, pairs, dropped, stats
+class ShardRun:
+    """One shard's rows, steps, output and figures; :meth:`run` does the work (resuming after a chunk)."""
+
+    def __init__(self, cfg: RunConfig, rank: int, world_size: int, stages: tuple[str, ...], questions_file: Path | None):
+        from generation.pii import scrubber_for
+
+        self.cfg, self.rank, self.world_size, self.stages = cfg, rank, world_size, stages
+        self.questions_file = questions_file
+        self.scrubber = scrubber_for(cfg.privacy.pii)
+        self.counters: Counter[str] = Counter()
+        self.masked_input: Counter[str] = Counter()
+        self.steps: list[Step] = []
+        self.index = None
+        if "questions" in stages:
+            from generation.dedup import NearDuplicateIndex
+            from generation.pipeline import prepare_seed_questions
+            from generation.steps.questions import QuestionStep, question_rows
+
+            self.seeds, self.input_stats = prepare_seed_questions(cfg)
+            self.index = NearDuplicateIndex(cfg.questions.filters.near_duplicate_ratio)
+            n_seeds, n_slots, _ = question_rows(self.seeds, cfg, rank, world_size)
+            self.planned = {"seed_questions": n_seeds, "synthetic_requested": n_slots}
+            self.total = n_seeds + n_slots
+            self.steps.append(QuestionStep(cfg, self.index))
+            self.input_fields: tuple[str, ...] = ("qid", "origin", "question", "source_question", "modification", "slot", "modifications")
+        else:
+            from generation.pipeline import count_questions_file
+
+            assert questions_file is not None
+            rows = count_questions_file(questions_file)
+            self.input_stats = {"responses_input": {"file": str(questions_file), "rows": rows}}
+            self.total = len(range(rank, rows, world_size))
+            self.planned = {}
+            self.input_fields = ("qid", "origin", "question", "source_question", "modification")
+        if "responses" in stages:
+            from generation.steps.chosen import ChosenStep
+            from generation.steps.rejected import RejectedStep
+
+            self.steps += [ChosenStep(cfg), RejectedStep(cfg)]
+
+    def rows(self, skip: int) -> Iterator[dict[str, Any]]:
+        if "questions" in self.stages:
+            from generation.steps.questions import question_rows
+
+            return islice(question_rows(self.seeds, self.cfg, self.rank, self.world_size)[2], skip, None)
+        assert self.questions_file is not None
+        return input_question_rows(self.questions_file, self.rank, self.world_size, self.scrubber, skip)
+
+    def restore(self, resumed: ChunkState, shard_dir: Path) -> dict[str, Any]:
+        """Figures of the rows before the last complete chunk; the near-duplicate index gets their questions."""
+        state = resumed.state
+        self.counters.update(state.get("counters") or {})
+        self.masked_input.update(state.get("masked_input") or {})
+        if self.index is not None:
+            for seed in self.seeds:
+                self.index.add(seed)
+            for row in iter_csv_rows(shard_dir / SHARD_QUESTIONS, SHARD_QUESTION_FIELDS):
+                if row["origin"] == "synthetic":
+                    self.index.add(row["question"])
+        return state
+
+    def emit(self, writer: ShardWriter, row: Row) -> None:
+        """Write one finished row: its question (if it passed the question step), its pair, its dropped candidates."""
+        fields = row.fields
+        self.counters[f"rows_{fields['origin']}"] += 1
+        if "masked_input" in fields:
+            self.masked_input.update(fields["masked_input"])
+        question = None
+        if "question" in fields and row.failed != "questions":
+            question = {name: fields.get(name, "") for name in SHARD_QUESTION_FIELDS}
+            self.counters["questions"] += 1
+        pair = None
+        if "responses" in self.stages and row.failed is None:
+            chosen, rejected = fields["chosen_meta"], fields["rejected_meta"]
+            fallback = "fallback" in (chosen["backend"], rejected["backend"])
+            self.counters["fallback_pairs"] += fallback
+            self.counters["pairs"] += 1
+            pair = {
+                "prompt": fields["question"], "chosen": fields["chosen"], "rejected": fields["rejected"],
+                "provenance": {
+                    "qid": fields["qid"], "origin": fields["origin"], "source_question": fields["source_question"],
+                    "modification": fields.get("modification", ""), "chosen_model": chosen["model"], "rejected_model": rejected["model"],
+                    "chosen_backend": chosen["backend"], "rejected_backend": rejected["backend"], "endpoint": chosen["endpoint"],
+                    "fallback_used": fallback, "chosen_seed": chosen["seed"], "rejected_seed": rejected["seed"], "run_seed": self.cfg.seed,
+                },
+            }  # fmt: skip
+        writer.write(question, pair, row.dropped)
+
+    def stage_stats(self, runner: Runner) -> dict[str, Any]:
+        """The figures per stage that summaries and the dataset card show, from the step stats and counters."""
+        steps = runner.stats_dict()
+        stats: dict[str, Any] = {"steps": steps}
+        if "questions" in self.stages:
+            q = steps["questions"]
+            seeds, slots = self.planned["seed_questions"], self.planned["synthetic_requested"]
+            rows_out = seeds + q["rows_out"]
+            stats["questions"] = {
+                "seed_questions": seeds, "target": seeds + slots, "synthetic_requested": slots, "synthetic_accepted": q["rows_out"],
+                "rejected_candidates": q["rejected_candidates"], "give_ups": sum(q["gave_up"].values()), "rows_out": rows_out,
+                "shortfall": max(0, seeds + slots - rows_out), "pii_masked": q["pii_masked"],
+                "near_duplicate_s": q.get("near_duplicate_s", 0.0), "near_duplicate_checks": q.get("near_duplicate_checks", 0),
+            }  # fmt: skip
+        if "responses" in self.stages:
+            chosen, rejected = StepStats.from_dict(steps["chosen"]), StepStats.from_dict(steps["rejected"])
+            rows_in, pairs = self.counters["questions"], self.counters["pairs"]
+            stats["responses"] = {
+                "rows_in": rows_in, "rows_out": pairs, "questions_dropped": rows_in - pairs,
+                "rejected_candidates": dict(sorted((chosen.rejected_candidates + rejected.rejected_candidates).items())),
+                "fallback_pairs": self.counters["fallback_pairs"],
+                "pii_masked": dict(sorted((chosen.pii_masked + rejected.pii_masked).items())),
+                "pii_masked_input": dict(sorted(self.masked_input.items())),
+            }  # fmt: skip
+        stats["engine"] = dict(runner.engine)
+        return stats
+
+    async def run(self, client: LLMClient, writer: ShardWriter, resumed: ChunkState | None, show_progress: bool) -> dict[str, Any]:
+        skip = resumed.rows_consumed if resumed else 0
+        earlier = self.restore(resumed, writer.dir) if resumed else {}
+        if resumed is None and self.index is not None:
+            for seed in self.seeds:
+                self.index.add(seed)
+        runner = Runner(
+            self.steps, client, scrubber=self.scrubber, input_fields=self.input_fields, progress="rows" if show_progress else None,
+            total=self.total, initial=skip, stats=earlier.get("steps"),
+        )  # fmt: skip
+        writer.snapshot = lambda: {
+            "steps": {name: stats.as_dict() for name, stats in runner.stats.items()}, "counters": dict(self.counters),
+            "masked_input": dict(self.masked_input), "usage": client.usage_summary(),
+        }  # fmt: skip
+        names = " -> ".join(step.name for step in self.steps)
+        log.info("shard %d/%d: %d row(s) through %s%s", self.rank, self.world_size, self.total - skip, names,
+                 f" (resuming after chunk {resumed.chunks}: {skip} row(s) already written)" if resumed else "")  # fmt: skip
+        await client.check_ready()
+        try:
+            await runner.run(self.rows(skip), lambda row: self.emit(writer, row))
+        except (SynthgenError, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            if not isinstance(exc, OutputWriteError):  # keep the rows that did finish
+                try:
+                    writer.commit()
+                except OutputWriteError:
+                    pass
+            raise
+        writer.commit()
+        stats = self.stage_stats(runner)
+        if resumed:
+            stats["resume"] = {"chunks": resumed.chunks, "rows_restored": skip}
+        return {"stats": stats, "usage": client.usage_summary(), "usage_before_resume": earlier.get("usage")}
 
 
 def run_shard(
@@ -195,7 +294,7 @@ def run_shard(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run one shard to completion (or skip it if its marker matches) and return its marker."""
-    from generation.pipeline import RunPaths, mirrored_log, open_cache, prepare_seed_questions, primary_endpoint
+    from generation.pipeline import mirrored_log, open_cache, primary_endpoint
 
     layout = ShardLayout(out_dir, stages)
     fingerprint = config_fingerprint(cfg, stages, questions_file)
@@ -206,47 +305,45 @@ def run_shard(
     shard_dir = layout.shard(rank)
     paths = RunPaths(shard_dir)
     started = datetime.now(timezone.utc)
-    seeds: list[str] | None = None
-    questions: list[QuestionRow] | None = None
-    if "questions" in stages:
-        seeds, input_stats = prepare_seed_questions(cfg)
-    else:
-        assert questions_file is not None
-        all_questions = input_questions(questions_file)
-        questions = [q for i, q in enumerate(all_questions) if i % world_size == rank]
-        input_stats = {"responses_input": {"file": str(questions_file), "rows": len(all_questions)}}
+    work = ShardRun(cfg, rank, world_size, stages, questions_file)
     shard_dir.mkdir(parents=True, exist_ok=True)
+    layout.marker(rank).unlink(missing_ok=True)  # a stale or damaged marker must not survive a redo
     with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache:
         if cache is not None and (finished := len(cache)):
             log.info("shard %d/%d: resuming: %d finished request(s) in %s will not be sent again", rank, world_size, finished, paths.cache)
+        writer = ShardWriter(shard_dir, fingerprint, cfg.execution.chunk_rows, cfg.execution.chunk_seconds)
+        resumed = writer.open()
 
-        async def generate() -> tuple[list[QuestionRow], list[PairRow], list[DroppedRow], dict[str, Any], dict[str, Any]]:
+        async def generate() -> dict[str, Any]:
             async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
-                outcome = await _generate_shard(cfg, client, rank, world_size, stages, seeds, questions, show_progress)
-                return (*outcome, client.usage_summary())
+                return await work.run(client, writer, resumed, show_progress)
 
-        shard_questions, pairs, dropped, stats, usage = asyncio.run(generate())
-
-    write_csv(paths.questions, SHARD_QUESTION_FIELDS, ({**q.as_row(), "qid": q.qid} for q in shard_questions))
-    write_jsonl(shard_dir / "pairs.jsonl", ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "provenance": p.provenance} for p in pairs))
-    write_csv(paths.dropped, DroppedRow.FIELDS, (row.as_row() for row in dropped))
+        try:
+            outcome = asyncio.run(generate())
+            writer.finish()
+        except BaseException:
+            writer.close()
+            raise
+    usage = outcome["usage"]
     marker = {
         "rank": rank,
         "world_size": world_size,
         "fingerprint": fingerprint,
         "stages": list(stages),
-        "rows": {"questions": len(shard_questions), "pairs": len(pairs), "dropped": len(dropped)},
+        "rows": {name: writer.rows(file) for name, file in (("questions", SHARD_QUESTIONS), ("pairs", "pairs.jsonl"), ("dropped", "dropped.csv"))},
         "files": file_digests(shard_dir),  # gather and reruns check these: damaged files are never trusted
-        "input": input_stats,  # the same in every shard: what was loaded and preprocessed
-        "stats": stats,
+        "input": work.input_stats,  # the same in every shard: what was loaded and preprocessed
+        "stats": outcome["stats"],
         "usage": usage,
-        "fallback_used": any(p.provenance.get("fallback_used") for p in pairs) or "fallback" in usage,
-        "endpoint_failure": _read_json(shard_dir / "endpoint_failure.json"),
+        "usage_before_resume": outcome["usage_before_resume"],
+        "fallback_used": work.counters["fallback_pairs"] > 0 or "fallback" in usage,
+        "endpoint_failure": _read_json(shard_dir / ENDPOINT_FAILURE),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(layout.marker(rank), marker)  # last: its presence means the shard is complete
-    log.info("shard %d/%d complete: %d questions, %d pairs", rank, world_size, len(shard_questions), len(pairs))
+    writer.discard_marker()
+    log.info("shard %d/%d complete: %d questions, %d pairs", rank, world_size, marker["rows"]["questions"], marker["rows"]["pairs"])
     return marker
 
 
@@ -254,98 +351,8 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-# ---------------------------------------------------------------------------------------------- gather
-
-
-def merge_stats(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum numbers and merge nested mappings across shards (booleans: any)."""
-    merged: dict[str, Any] = {}
-    for item in items:
-        for key, value in item.items():
-            if isinstance(value, bool):
-                merged[key] = merged.get(key, False) or value
-            elif isinstance(value, (int, float)):
-                merged[key] = merged.get(key, 0) + value
-            elif isinstance(value, dict):
-                merged[key] = merge_stats([merged.get(key, {}), value])
-            else:
-                merged.setdefault(key, value)
-    return merged
-
-
-def _question_order(qid: str) -> tuple[int, str]:
-    return (0 if qid.startswith(("seed-", "in-")) else 1, qid)
-
-
 def gather(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, questions_file: Path | None = None) -> dict[str, Any]:
-    """Merge complete shards into the published files; returns the merged stats and usage.
+    """Merge complete shards into the published files (see :func:`generation.run.gather.gather`)."""
+    from generation.run.gather import gather as gather_shards
 
-    Refuses (listing the shards) when any shard lacks a matching completion marker, and refuses to
-    publish when a shard's files disagree with its marker or rows would be duplicated.
-    """
-    from generation.pipeline import RunPaths, write_pairs, write_questions
-
-    world_size = cfg.execution.shards
-    layout = ShardLayout(out_dir, stages)
-    fingerprint = config_fingerprint(cfg, stages, questions_file)
-    missing = pending_ranks(layout, fingerprint, world_size, verify_files=False)
-    if missing:
-        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise ShardsIncompleteError(
-            f"{layout.root}: {len(missing)} of {world_size} shard(s) are not complete (no matching completion marker): {shown}"
-        )
-    markers = [layout.read_marker(rank) for rank in range(world_size)]
-    questions: list[QuestionRow] = []
-    pairs: list[PairRow] = []
-    dropped_rows: list[dict[str, str]] = []
-    for rank, marker in enumerate(markers):
-        assert marker is not None
-        shard_dir = layout.shard(rank)
-        changed = changed_files(layout, rank, marker)
-        try:
-            rows = read_csv_rows(shard_dir / "questions.csv", SHARD_QUESTION_FIELDS, allow_empty=True)
-            shard_pairs = [record for _, record in read_jsonl_objects(shard_dir / "pairs.jsonl")]
-        except InputDataError as exc:
-            if not changed:
-                raise
-            raise ShardsIncompleteError(
-                f"{shard_dir}: {', '.join(changed)} changed after the shard finished ({exc}); rerun the same command to redo the shard"
-            ) from None
-        if len(rows) != marker["rows"]["questions"] or len(shard_pairs) != marker["rows"]["pairs"]:
-            raise ShardsIncompleteError(
-                f"{shard_dir}: files hold {len(rows)} questions / {len(shard_pairs)} pairs but the marker says "
-                f"{marker['rows']['questions']} / {marker['rows']['pairs']}; delete {layout.marker(rank)} and rerun the shard"
-            )
-        if changed:
-            raise ShardsIncompleteError(
-                f"{shard_dir}: {', '.join(changed)} changed after the shard finished (sha256 differs from what the marker says); "
-                "rerun the same command to redo the shard"
-            )
-        questions.extend(QuestionRow(r["question"], r["source_question"], r["modification"], r["origin"], r["qid"]) for r in rows)
-        pairs.extend(PairRow(p["prompt"], p["chosen"], p["rejected"], p["provenance"]) for p in shard_pairs)
-        dropped_rows.extend(read_csv_rows(shard_dir / "dropped.csv", DroppedRow.FIELDS, allow_empty=True))
-
-    for kind, ids in (("question", [q.qid for q in questions]), ("pair", [p.provenance.get("qid", "") for p in pairs])):
-        duplicated = [qid for qid, count in Counter(ids).items() if count > 1]
-        if duplicated:
-            raise ShardsIncompleteError(f"{layout.root}: {len(duplicated)} {kind} id(s) appear in more than one row (e.g. {duplicated[0]}); refusing to publish duplicates")
-    questions.sort(key=lambda q: _question_order(q.qid))
-    position = {q.qid: index for index, q in enumerate(questions)}
-    if "responses" in stages:
-        pairs.sort(key=lambda p: position.get(str(p.provenance.get("qid")), len(position)))
-
-    paths = RunPaths(out_dir)
-    if "questions" in stages:
-        write_questions(paths, questions)
-    if "responses" in stages:
-        write_pairs(paths, pairs)
-    write_csv(paths.dropped, DroppedRow.FIELDS, dropped_rows)
-    stats = merge_stats([m["stats"] for m in markers])  # type: ignore[index]
-    usage = merge_stats([m["usage"] for m in markers])  # type: ignore[index]
-    return {
-        "stats": {**markers[0]["input"], **stats},  # type: ignore[index]
-        "usage": usage,
-        "fallback_used": any(m["fallback_used"] for m in markers),  # type: ignore[index]
-        "shards": world_size,
-        "rows": {"questions": len(questions), "pairs": len(pairs), "dropped": len(dropped_rows)},
-    }
+    return gather_shards(cfg, out_dir, stages, questions_file)

@@ -200,7 +200,7 @@ def test_fallback_when_primary_dies_mid_run(model_server: str, tmp_path: Path):
         shard_log = out / "shards" / "00000" / "logs" / "synthgen.log"
         deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline:
-            if shard_log.is_file() and "answering" in shard_log.read_text(encoding="utf-8"):
+            if shard_log.is_file() and "step chosen: first row accepted" in shard_log.read_text(encoding="utf-8"):
                 break
             time.sleep(0.05)
         primary.stop()

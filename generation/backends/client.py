@@ -331,6 +331,14 @@ class LLMClient:
             if backend is not None:
                 await backend.aclose()
 
+    @property
+    def capacity(self) -> int:
+        """Requests the client can have in flight now (read-only): the backend in use's endpoint limits, summed
+        and capped by its ``max_concurrency``. Callers size their windows with it; the client keeps the limits."""
+        use_primary = bool(self.primary.endpoints) and (self.primary.available() or self.fallback is None)
+        backend = self.primary if use_primary or self.fallback is None else self.fallback
+        return max(1, min(backend.config.max_concurrency, sum(e.capacity for e in backend.endpoints)))
+
     # ----------------------------------------------------------------------------------- requests
 
     def cache_key(self, request: ChatRequest) -> str:

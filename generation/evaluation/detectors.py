@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from generation.config import BUNDLED_CONFIGS, EvaluationConfig, read_yaml_mapping
 from generation.errors import ConfigError
@@ -158,42 +157,12 @@ def shingles(text: str, n: int = 2) -> set[str]:
 
 
 def near_duplicate_clusters(texts: Sequence[str], threshold: float, num_perm: int = 128, seed: int = 1) -> list[int]:
-    """Cluster id per text: texts whose estimated word-bigram Jaccard is >= threshold share a cluster (MinHash LSH).
+    """Cluster id per text: texts whose estimated word-bigram Jaccard is >= threshold share a cluster (MinHash LSH,
+    :func:`generation.dedup.jaccard_clusters`). The cluster id is the index of its first member, so
+    ``cluster[i] != i`` marks a later duplicate."""
+    from generation.dedup import jaccard_clusters
 
-    The cluster id is the index of its first member, so ``cluster[i] != i`` marks a later duplicate.
-    """
-    from datasketch import MinHash, MinHashLSH
-
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    signatures: list[Any] = []
-    normalised: dict[str, int] = {}
-    for index, text in enumerate(texts):
-        key = " ".join(words(text))
-        if key in normalised:  # exact duplicate after normalisation
-            parent[index] = root(normalised[key])
-            signatures.append(None)
-            continue
-        normalised[key] = index
-        grams = shingles(text)
-        signature = MinHash(num_perm=num_perm, seed=seed)
-        for gram in grams or {""}:
-            signature.update(gram.encode("utf-8"))
-        for other in lsh.query(signature):
-            j = int(other)
-            if signature.jaccard(signatures[j]) >= threshold:
-                a, b = root(index), root(j)
-                parent[max(a, b)] = min(a, b)
-        lsh.insert(str(index), signature)
-        signatures.append(signature)
-    return [root(i) for i in range(len(texts))]
+    return jaccard_clusters(texts, threshold, key=lambda text: " ".join(words(text)), grams=shingles, num_perm=num_perm, seed=seed)
 
 
 def distinct_n(texts: Iterable[str], n: int) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.backends.cache import RequestCache
-from generation.backends.client import ChatRequest, LLMClient, _Backend, resolve_api_key
+from generation.backends.client import LLMClient, _Backend, resolve_api_key
 from generation.backends.transports import Completion, OpenAITransport, PermanentRequestError, _completion_from
 from generation.config import BUNDLED_CONFIGS, BackendConfig, JudgeRubric, RetryConfig, SamplingConfig, read_yaml_mapping
 from generation.errors import ConfigError
@@ -157,40 +157,19 @@ def judge_endpoint(backend: BackendConfig, log_path: Path) -> Iterator[str | Non
 
 
 async def _judge_rows(client: LLMClient, rubric: JudgeRubric, rows: list[dict[str, str]], progress: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    from tqdm.auto import tqdm
+    """Judge every row with :class:`generation.steps.judge.JudgeStep` through the streaming runner."""
+    from generation.run.runner import run_rows
+    from generation.steps.judge import JudgeStep
 
-    asks = (
-        ("judge_chosen_correct", rubric.is_correct, "chosen", "yes"),
-        ("judge_rejected_incorrect", rubric.is_correct, "rejected", "no"),
-        ("judge_truthfulness_chosen", rubric.truthfulness, "chosen", "scale"),
-        ("judge_truthfulness_rejected", rubric.truthfulness, "rejected", "scale"),
-        ("judge_helpfulness_chosen", rubric.helpfulness, "chosen", "scale"),
-    )
+    pairs = ({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]} for row in rows)
+    finished, _ = await run_rows(
+        [JudgeStep(rubric)], client, pairs, input_fields=("prompt", "chosen", "rejected"), progress="judge" if progress else None, total=len(rows)
+    )  # fmt: skip
     methods: dict[str, int] = {}
-    results: list[dict[str, Any]] = [{} for _ in rows]
-    bar = tqdm(total=len(rows) * len(asks), desc="judge", unit="req", disable=not progress)
-
-    async def one(index: int, column: str, template: str, field: str, kind: str) -> None:
-        row = rows[index]
-        messages = [
-            {"role": "system", "content": rubric.system},
-            {"role": "user", "content": template.format(question=row["prompt"], answer=row[field])},
-        ]
-        result = await client.chat(ChatRequest.build(messages, JUDGE_SAMPLING, 0, "judge"))
-        reply, top = read_envelope(result.text)
-        if kind == "scale":
-            value, method = scale_score(reply, top)
-        else:
-            value, method = yes_probability(reply, top)
-            if value is not None and kind == "no":
-                value = 1.0 - value
-        results[index][column] = value
-        methods[method] = methods.get(method, 0) + 1
-        bar.update(1)
-
-    await asyncio.gather(*(one(i, *ask) for i in range(len(rows)) for ask in asks))
-    bar.close()
-    return results, methods
+    for row in finished:
+        for method in row.fields["judge_methods"]:
+            methods[method] = methods.get(method, 0) + 1
+    return [{column: row.fields[column] for column in JUDGE_COLUMNS} for row in finished], methods
 
 
 def run_judge(

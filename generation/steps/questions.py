@@ -1,29 +1,27 @@
-"""Step: modify seed questions into synthetic ones (prompt builder, output parser, filters).
+"""Step: rewrite seed questions into new ones (prompt builder, output parser, filters, near-duplicates).
 
 Synthetic slot ``i`` rewrites seed ``i mod n`` with a modification drawn from the domain's list by an RNG
-seeded from (run seed, i), so choices do not depend on completion order or on how work is sharded.
-Generation runs in rounds: every pending slot is asked concurrently, then results are accepted in slot
-order (so the near-duplicate check is deterministic); rejected slots retry in the next round until their
-attempts are used up, and then count as give-ups.
+seeded from (run seed, i), so choices do not depend on completion order or on how work is sharded. A
+candidate is parsed and filtered as soon as its reply arrives; the near-duplicate check runs in slot order
+(the step is ``ordered``), against every seed and every question accepted before it, so decisions do not
+depend on timing. A rejected candidate is retried at once with the slot's next modification until its
+attempts are used up (a give-up).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from rapidfuzz import fuzz, process
-from tqdm import tqdm
-
-from generation.backends.client import ChatRequest, LLMClient
 from generation.config import ModificationWeights, PromptsConfig, QuestionFilters, RunConfig
+from generation.dedup import NearDuplicateIndex
 from generation.errors import ConfigError
-from generation.pii import scrub_reply, scrubber_for
 from generation.preprocess import normalise_question
+from generation.steps.base import Fields, LLMStep, Reject, Reply, Row
 from generation.steps.common import DroppedRow, derive_seed, first_match, render_messages, strip_preamble, word_count
 
 log = logging.getLogger(__name__)
@@ -58,13 +56,6 @@ class SyntheticSlot:
     source_question: str
     modifications: list[str]  # one per allowed attempt
     attempts: int = 0
-
-
-@dataclass
-class QuestionsOutcome:
-    rows: list[QuestionRow]
-    dropped: list[DroppedRow]
-    stats: dict[str, object] = field(default_factory=dict)
 
 
 def build_modification_messages(question: str, modification: str, prompts: PromptsConfig) -> list[dict[str, str]]:
@@ -121,29 +112,33 @@ def modification_weights(modifications: list[str], weights: ModificationWeights 
     return values
 
 
-def plan_slots(
-    seeds: list[str], n_synthetic: int, modifications: list[str], run_seed: int, max_attempts: int, weights: list[float] | None = None
-) -> list[SyntheticSlot]:  # fmt: skip
-    """Which seed each synthetic slot rewrites and which modification each attempt uses (deterministic).
+def slot_modifications(index: int, modifications: list[str], run_seed: int, max_attempts: int, weights: list[float] | None = None) -> list[str]:
+    """The modification each attempt of synthetic slot ``index`` uses (seeded by the run seed and the slot).
 
     With ``weights`` the draw is weighted (weight 0 = never drawn), still from the slot's seeded RNG.
     """
-    slots = []
-    for index in range(n_synthetic):
-        rng = random.Random(derive_seed(run_seed, "modification", index))
-        if weights is None:
-            choices = [rng.choice(modifications) for _ in range(max_attempts)]
-        else:
-            choices = rng.choices(modifications, weights=weights, k=max_attempts)
-        slots.append(SyntheticSlot(index, seeds[index % len(seeds)], choices))
-    return slots
+    rng = random.Random(derive_seed(run_seed, "modification", index))
+    if weights is None:
+        return [rng.choice(modifications) for _ in range(max_attempts)]
+    return rng.choices(modifications, weights=weights, k=max_attempts)
 
 
-def _near_duplicate(question: str, existing: list[str], threshold: float) -> str | None:
-    if not existing:
-        return None
-    match = process.extractOne(question, existing, scorer=fuzz.ratio, score_cutoff=threshold)
-    return match[0] if match else None
+def plan_slots(
+    seeds: list[str], n_synthetic: int, modifications: list[str], run_seed: int, max_attempts: int, weights: list[float] | None = None
+) -> list[SyntheticSlot]:  # fmt: skip
+    """Which seed each synthetic slot rewrites and which modification each attempt uses (deterministic)."""
+    return [
+        SyntheticSlot(index, seeds[index % len(seeds)], slot_modifications(index, modifications, run_seed, max_attempts, weights))
+        for index in range(n_synthetic)
+    ]
+
+
+def resolved_weights(cfg: RunConfig) -> list[float] | None:
+    """The run's modification sampling weights (None = uniform)."""
+    weights = cfg.questions.modification_weights
+    if isinstance(weights, str):
+        raise ConfigError(f"questions.modification_weights: {weights}: stats file not resolved; load the config with load_config")
+    return modification_weights(cfg.modifications, weights)
 
 
 def seed_qid(index: int) -> str:
@@ -154,88 +149,74 @@ def synthetic_qid(index: int) -> str:
     return f"syn-{index:07d}"
 
 
-async def generate_questions(
-    seeds: list[str], cfg: RunConfig, client: LLMClient, show_progress: bool = True, rank: int = 0, world_size: int = 1
-) -> QuestionsOutcome:
-    """This shard's part of ``cfg.questions.target`` questions: its seeds plus filtered synthetic rewrites.
+def question_rows(seeds: Sequence[str], cfg: RunConfig, rank: int = 0, world_size: int = 1) -> tuple[int, int, Any]:
+    """This shard's rows, lazily: its seed questions, then its synthetic slots; returns (seeds, slots, rows).
 
-    Seed ``i`` and synthetic slot ``j`` belong to shard ``i % world_size`` / ``j % world_size``; every shard
-    checks near-duplicates against all seeds.
+    Seed ``i`` and synthetic slot ``j`` belong to shard ``i % world_size`` / ``j % world_size``.
     """
-    qcfg = cfg.questions
-    rows = [QuestionRow(q, q, "", "seed", seed_qid(i)) for i, q in enumerate(seeds) if i % world_size == rank]
-    n_synthetic = max(0, qcfg.target - len(seeds))
-    weights = qcfg.modification_weights
-    if isinstance(weights, str):
-        raise ConfigError(f"questions.modification_weights: {weights}: stats file not resolved; load the config with load_config")
-    planned = plan_slots(seeds, n_synthetic, cfg.modifications, cfg.seed, qcfg.max_attempts, modification_weights(cfg.modifications, weights))
-    slots = [slot for slot in planned if slot.index % world_size == rank]
-    target = len(rows) + len(slots)
-    accepted: dict[int, QuestionRow] = {}
-    dropped: list[DroppedRow] = []
-    reasons: Counter[str] = Counter()
-    masked: Counter[str] = Counter()  # PII masked in the replies (before parsing, so dropped.csv is clean too)
-    scrubber = scrubber_for(cfg.privacy.pii)
-    give_ups = 0
-    existing = list(seeds)
-    pending = list(slots)
-    log.info("generating %d synthetic questions from %d seeds", len(slots), len(seeds))
-    bar = tqdm(total=len(slots), desc="questions", unit="q", disable=not show_progress or not slots)
+    n_seeds = len(range(rank, len(seeds), world_size))
+    n_synthetic = max(0, cfg.questions.target - len(seeds))
+    n_slots = len(range(rank, n_synthetic, world_size))
+    weights = resolved_weights(cfg)
+    attempts = cfg.questions.max_attempts
 
-    async def ask(slot: SyntheticSlot) -> str:
-        modification = slot.modifications[slot.attempts]
-        messages = build_modification_messages(slot.source_question, modification, cfg.prompts)
-        seed = derive_seed(cfg.seed, "question", slot.index, slot.attempts)
-        request = ChatRequest.build(messages, qcfg.sampling, seed, "question")
-        result = await client.chat(request)
-        text, counts = scrub_reply(scrubber, client, request, result)
-        masked.update(counts)
-        return text
+    def rows() -> Any:
+        for i in range(rank, len(seeds), world_size):
+            yield {"qid": seed_qid(i), "origin": "seed", "question": seeds[i], "source_question": seeds[i], "modification": ""}
+        for j in range(rank, n_synthetic, world_size):
+            yield {
+                "qid": synthetic_qid(j), "origin": "synthetic", "slot": j, "source_question": seeds[j % len(seeds)],
+                "modifications": slot_modifications(j, cfg.modifications, cfg.seed, attempts, weights),
+            }  # fmt: skip
 
-    try:
-        while pending:
-            replies = await asyncio.gather(*(ask(slot) for slot in pending))
-            still_pending = []
-            for slot, raw in zip(pending, replies):
-                modification = slot.modifications[slot.attempts]
-                slot.attempts += 1
-                question, reason = parse_question(raw, qcfg.filters)
-                detail = ""
-                if question is not None:
-                    reason = check_question(question, qcfg.filters)
-                if question is not None and reason is None:
-                    final = normalise_question(question, cfg.preprocess.steps) if qcfg.normalise_generated else question
-                    twin = _near_duplicate(final, existing, qcfg.filters.near_duplicate_ratio)
-                    if twin is not None:
-                        reason, detail = "near_duplicate", f"similar to: {twin}"
-                    else:
-                        accepted[slot.index] = QuestionRow(final, slot.source_question, modification, "synthetic", synthetic_qid(slot.index))
-                        existing.append(final)
-                        bar.update(1)
-                        continue
-                assert reason is not None
-                reasons[reason] += 1
-                dropped.append(DroppedRow("questions", reason, raw.strip(), slot.source_question, modification, slot.attempts, detail))
-                if slot.attempts < qcfg.max_attempts:
-                    still_pending.append(slot)
-                else:
-                    give_ups += 1
-                    bar.update(1)
-            pending = still_pending
-    finally:
-        bar.close()
+    return n_seeds, n_slots, rows()
 
-    rows.extend(accepted[i] for i in sorted(accepted))
-    shortfall = target - len(rows)
-    stats = {
-        "seed_questions": len(rows) - len(accepted),
-        "target": target,
-        "synthetic_requested": len(slots),
-        "synthetic_accepted": len(accepted),
-        "rejected_candidates": dict(sorted(reasons.items())),
-        "give_ups": give_ups,
-        "rows_out": len(rows),
-        "shortfall": max(0, shortfall),
-        "pii_masked": dict(sorted(masked.items())),
-    }
-    return QuestionsOutcome(rows, dropped, stats)
+
+class QuestionStep(LLMStep):
+    """Rewrite a seed question following one modification; parse, filter, then (in slot order) near-duplicates."""
+
+    name = "questions"
+    stage = "questions"
+    needs = ("source_question", "modifications", "slot")
+    outputs = ("question", "modification")
+    ordered = True
+
+    def __init__(self, cfg: RunConfig, index: NearDuplicateIndex):
+        self.prompts = cfg.prompts
+        self.filters = cfg.questions.filters
+        self.sampling = cfg.questions.sampling
+        self.max_attempts = cfg.questions.max_attempts
+        self.run_seed = cfg.seed
+        self.normalise = cfg.preprocess.steps if cfg.questions.normalise_generated else None
+        self.index = index
+
+    def applies(self, row: Row) -> bool:
+        return row.get("origin") == "synthetic"
+
+    def messages(self, row: Row, attempt: int, sample: int) -> list[dict[str, str]]:
+        return build_modification_messages(row["source_question"], row["modifications"][attempt], self.prompts)
+
+    def seed(self, row: Row, attempt: int, sample: int) -> int:
+        return derive_seed(self.run_seed, "question", row["slot"], attempt)
+
+    def parse(self, reply: Reply, row: Row) -> Fields | Reject:
+        question, reason = parse_question(reply.text, self.filters)
+        if question is not None:
+            reason = check_question(question, self.filters)
+        if question is None or reason is not None:
+            return Reject(reason or "empty")
+        final = normalise_question(question, self.normalise) if self.normalise is not None else question
+        return {"question": final, "modification": row["modifications"][reply.attempt]}
+
+    def commit(self, fields: Fields, row: Row) -> Reject | None:
+        twin = self.index.check_and_add(fields["question"])
+        return None if twin is None else Reject("near_duplicate", f"similar to: {twin}")
+
+    def dropped(self, row: Row, reply: Reply, reject: Reject) -> DroppedRow:
+        return DroppedRow(
+            self.stage, reject.reason, reply.text.strip(), row["source_question"], row["modifications"][reply.attempt],
+            reply.attempt + 1, reject.detail,
+        )  # fmt: skip
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {"near_duplicate_s": round(self.index.seconds, 3), "near_duplicate_checks": self.index.checks}

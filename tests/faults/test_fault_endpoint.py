@@ -39,15 +39,16 @@ def test_endpoint_faults_are_retried_and_change_no_published_row(model_server: s
 
 
 def test_empty_replies_are_rejected_candidates_not_rows(model_server: str, model_memo: dict, clean_run: Path, tmp_path: Path):
-    # After the readiness probe, the first two requests are the two synthetic question slots; their empty
-    # replies are rejected candidates and the slots retry with their next modification.
+    # After the readiness probe, the first requests are answers to the first seed questions (rows go in order,
+    # seeds first, and both answers of a question are asked at once); two empty replies are rejected
+    # candidates and those answers are asked again.
     with proxy(model_server, model_memo, script=["ok", "empty", "empty"]) as endpoint:
         config = fault_config(tmp_path, endpoint.base_url)
         out = tmp_path / "run"
         result = synthgen("run", "-c", str(config), "-o", str(out))
     assert result.returncode == 0, result.stderr
     dropped = read_csv(out / "dropped.csv")
-    assert sum(1 for d in dropped if d["reason"] == "empty" and d["text"] == "") == 2
+    assert sum(1 for d in dropped if d["reason"] in ("chosen_empty", "rejected_empty") and d["text"] == "") == 2
     questions = read_csv(out / "questions.csv")
     pairs = read_csv(out / "questions_and_responses.csv")
     assert all(q["question"].strip() for q in questions)
@@ -75,7 +76,7 @@ def test_model_server_killed_mid_run_fails_in_one_line_and_the_rerun_resumes(tmp
         )  # fmt: skip
         deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline:
-            if shard_log.is_file() and "answering" in shard_log.read_text(encoding="utf-8"):
+            if shard_log.is_file() and "step chosen: first row accepted" in shard_log.read_text(encoding="utf-8"):
                 break
             time.sleep(0.05)
         assert server.process is not None

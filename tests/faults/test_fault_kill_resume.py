@@ -38,7 +38,7 @@ def test_sigkill_mid_answers_then_resume_loses_and_duplicates_nothing(model_serv
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
             log = shard / "logs" / "synthgen.log"
-            if log.is_file() and "answering" in log.read_text(encoding="utf-8"):
+            if log.is_file() and "step chosen: first row accepted" in log.read_text(encoding="utf-8"):
                 break
             time.sleep(0.05)
         time.sleep(1.0)  # a few answers finish

@@ -1,0 +1,1 @@
+"""The streaming engine: the runner, run-folder layout, chunk checkpoints and gather."""
