@@ -69,17 +69,19 @@ $(VLLM_STAMP): Makefile
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server" && \
 	touch $(VLLM_STAMP) && echo "setup .venv-vllm: $$(( $$(date +%s) - start )) s"
 
-# One vLLM server shared by the local tests, one Slurm run with slurm/vllm.template.slurm; started like the
-# slurm suite (root starts the local cluster; without root the suite is skipped loudly, a failure under CI).
+# Local tests first (one vLLM server shared by them, plus the pipeline's own engine), then the Slurm run with
+# slurm/vllm.template.slurm, the local cluster started and stopped around it like the slurm suite (root only;
+# without root that part is skipped loudly, and under CI=true the skip is a failure).
 test-vllm: $(STAMP) $(SWARM_STAMP) $(VLLM_STAMP)
 	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -m "vllm and not slurm" $(PYTEST_ARGS); rc=$$?; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "SKIPPED suite vllm: starting the local Slurm cluster needs root"; \
-	  if [ "$${CI:-}" = true ]; then echo "CI=true: a skipped suite is a failure"; exit 1; fi; exit 0; \
+	  echo "SKIPPED suite vllm (Slurm part): starting the local Slurm cluster needs root"; \
+	  if [ "$${CI:-}" = true ]; then echo "CI=true: a skipped suite is a failure"; rc=1; fi; \
+	else \
+	  if slurm/dev-cluster.sh start; then $(BIN)/python -m pytest -m "vllm and slurm" $(PYTEST_ARGS) || rc=1; else rc=1; fi; \
+	  slurm/dev-cluster.sh stop || rc=1; \
 	fi; \
-	slurm/dev-cluster.sh start || exit 1; \
-	$(BIN)/python -m pytest -m vllm $(PYTEST_ARGS); rc=$$?; \
-	slurm/dev-cluster.sh stop || rc=1; \
 	echo "suite vllm: $$(( $$(date +%s) - start )) s"; exit $$rc
 # ---- end vLLM --------------------------------------------------------------------------------------------------
 
@@ -87,14 +89,14 @@ run: $(STAMP)
 	$(BIN)/synthgen run -c configs/default.yaml
 
 test: $(STAMP)
-	@$(MAKE) --no-print-directory test-unit test-model test-slurm test-dpo
+	@$(MAKE) --no-print-directory test-unit test-model test-slurm test-dpo test-vllm
 
 test-unit: $(STAMP)
-	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm" $(PYTEST_ARGS); rc=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm and not vllm" $(PYTEST_ARGS); rc=$$?; \
 	  echo "suite unit: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-model: $(STAMP)
-	@start=$$(date +%s); $(BIN)/python -m pytest -m "model and not dpo and not slurm" $(PYTEST_ARGS); rc=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -m "model and not dpo and not slurm and not vllm" $(PYTEST_ARGS); rc=$$?; \
 	  echo "suite model: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # A real single-node Slurm cluster (slurm/dev-cluster.sh) needs root; it is started before this suite and
@@ -106,7 +108,7 @@ test-slurm: $(STAMP) $(SWARM_STAMP)
 	  if [ "$${CI:-}" = true ]; then echo "CI=true: a skipped suite is a failure"; exit 1; fi; exit 0; \
 	fi; \
 	slurm/dev-cluster.sh start || exit 1; \
-	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -m "slurm and not vllm" $(PYTEST_ARGS); rc=$$?; \
 	slurm/dev-cluster.sh stop || rc=1; \
 	echo "suite slurm: $$(( $$(date +%s) - start )) s"; exit $$rc
 

@@ -181,12 +181,13 @@ class _Endpoint:
             if latency_s > self.slow_latency_s:
                 self.on_overload(sent_at, f"a request took {latency_s:.0f} s")
                 return False
-            if not self._queue_short() or self.in_flight < self.capacity:  # in_flight still counts this request
+            # No reading yet (no /metrics there, or not read yet): grow like any endpoint, +1 per window.
+            if self.queue is not None and (not self._queue_short() or self.in_flight < self.capacity):  # in_flight counts this request
                 return False
         if self.limit >= self.max_limit:
             return False
         before = self.capacity
-        step = 1.0 if self.queue_aware and self.slow_start else 1.0 / self.limit
+        step = 1.0 if self.queue is not None and self.slow_start else 1.0 / self.limit
         self._set_limit(min(float(self.max_limit), self.limit + step))
         grew = self.capacity > before
         self.increases += grew

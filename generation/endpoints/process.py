@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -98,7 +99,7 @@ class LocalServer:
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
-            stdout=self._log_file or subprocess.DEVNULL,
+            stdout=self._log_file or sys.stderr,  # no log file (serve-local): the server's output goes to our stderr
             stderr=subprocess.STDOUT,
             env=self.environment(),
             start_new_session=True,  # its own process group, so stop() reaches its children
