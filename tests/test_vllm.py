@@ -243,7 +243,8 @@ def test_submit_with_the_vllm_template_through_llm_swarm(tmp_path: Path):
     for rank in range(2):
         shard = out / "shards" / f"{rank:05d}"
         instance = shard / "swarm" / "instance-0"
-        script = (instance / "filled.template.slurm").read_text(encoding="utf-8")
+        (submitted,) = (instance / "slurm").glob("vllm_*_vllm.slurm")  # the script llm-swarm gave sbatch
+        script = submitted.read_text(encoding="utf-8")
         assert "#SBATCH --cpus-per-task=2" in script and "#SBATCH --mem-per-cpu=3G" in script and "#SBATCH --gpus=0" in script
         assert "--tensor-parallel-size 1 " in script and "--no-enable-chunked-prefill" in script
         job_logs = list((instance / "slurm" / "logs").glob("llm-swarm_*.out"))
