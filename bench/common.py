@@ -60,7 +60,11 @@ class CountingProxy:
                 payload = json.loads(body or b"{}")
                 probe = payload.get("max_tokens") == 1  # the client's readiness probe
                 self.received += not probe
-            target = self.upstream.rstrip("/") + request.path_qs.removeprefix("/v1")
+            base = self.upstream.rstrip("/")
+            if request.path.startswith("/v1/"):
+                target = base + request.path_qs.removeprefix("/v1")
+            else:  # the server's own routes (/metrics, /health) live beside /v1
+                target = base.removesuffix("/v1") + request.path_qs
             async with session.request(request.method, target, data=body, headers={"Content-Type": "application/json"}) as upstream:
                 data = await upstream.read()
                 status = upstream.status

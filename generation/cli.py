@@ -358,20 +358,28 @@ def dpo_check(
 @click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: a free one).")
 @handle_errors
 def serve_local(config_path: Path | None, overrides: tuple[str, ...], port: int | None) -> int:
-    """Start the embedded model server in the foreground (Ctrl-C stops it)."""
+    """Start the model file's local server (engine embedded or vllm) in the foreground (Ctrl-C stops it)."""
     import time
 
     from generation.endpoints.embedded import EmbeddedServer
+    from generation.endpoints.process import LocalServer
+    from generation.endpoints.vllm_server import VllmServer
 
     cfg = _load(config_path, overrides)
-    if cfg.backend.engine != "embedded" or cfg.backend.embedded is None:
-        raise SynthgenError(f"backend.engine is {cfg.backend.engine!r}; serve-local serves only the embedded model")
-    server_cfg = cfg.backend.embedded.model_copy(update={"port": port} if port else {})
-    with EmbeddedServer(server_cfg, cfg.backend.model) as server:
-        click.echo(f"serving {cfg.backend.model} at {server.base_url} (OpenAI chat API); Ctrl-C to stop")
-        while server.process is not None and server.process.poll() is None:
+    backend = cfg.backend
+    update = {"port": port} if port else {}
+    server: LocalServer
+    if backend.engine == "embedded" and backend.embedded is not None:
+        server = EmbeddedServer(backend.embedded.model_copy(update=update), backend.model)
+    elif backend.engine == "vllm" and backend.vllm is not None:
+        server = VllmServer(backend.vllm.model_copy(update=update), backend.model)
+    else:
+        raise SynthgenError(f"backend.engine is {backend.engine!r}; serve-local serves the embedded and vllm engines")
+    with server:
+        click.echo(f"serving {backend.model} at {server.base_url} (OpenAI chat API); Ctrl-C to stop")
+        while server.alive():
             time.sleep(0.5)
-    raise SynthgenError("the embedded model server exited")
+    raise SynthgenError(f"the {server.label} exited")
 
 
 @cli.group("config")

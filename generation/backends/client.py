@@ -22,6 +22,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from generation.backends.cache import RequestCache, request_key
+from generation.backends.metrics import QueueSample, read_queue
 from generation.backends.transports import (
     Completion,
     HTTPTransport,
@@ -120,7 +121,14 @@ def make_transport(backend: BackendConfig, base_url: str | None, api_key: str | 
 
 @dataclass
 class _Endpoint:
-    """One server of a backend: its adaptive in-flight limit (AIMD) and its health."""
+    """One server of a backend: its adaptive in-flight limit (AIMD) and its health.
+
+    Queue-aware endpoints (``concurrency.queue_signal``) also read the server's queue: a queue above
+    ``max_waiting`` cuts the limit by this client's share of the excess (every client sharing the server sees
+    the same queue, so together they remove about the excess), once per request latency; a success slower
+    than ``slow_latency_s`` or a timeout cuts it by ``decrease_factor``. The limit grows only while the queue
+    is short and the limit is in use: +1 per success until the first cut (slow start), then +1 per window.
+    """
 
     url: str
     transport: Transport
@@ -136,6 +144,19 @@ class _Endpoint:
     failures: int = 0  # consecutive retryable failures (not overload)
     resting_until: float = 0.0  # after a failure the endpoint gets no new requests for a while
     healthy: bool = True  # False after a failure until a health probe answers
+    queue_aware: bool = False
+    max_waiting: int = 2
+    slow_latency_s: float = float("inf")
+    queue_stale_s: float = 3.0
+    queue: QueueSample | None = None  # the server's last queue reading
+    latency_ema: float = 0.0  # seconds per successful request, smoothed
+    slow_start: bool = True
+    increases: int = 0
+    lowest: float = float("inf")  # range of the limit, for reports
+    highest: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.lowest = self.highest = self.limit
 
     @property
     def capacity(self) -> int:
@@ -151,22 +172,78 @@ class _Endpoint:
             self.failures += 1
             self.resting_until = time.monotonic() + min(30.0, 0.5 * 2**self.failures)
 
-    def on_success(self) -> bool:
+    def on_success(self, latency_s: float = 0.0, sent_at: float = 0.0) -> bool:
         """Additive increase (about +1 per window of requests); True when the capacity grew."""
-        if not self.adaptive or self.limit >= self.max_limit:
+        if not self.adaptive:
+            return False
+        if self.queue_aware:
+            self.latency_ema = latency_s if self.latency_ema == 0 else 0.8 * self.latency_ema + 0.2 * latency_s
+            if latency_s > self.slow_latency_s:
+                self.on_overload(sent_at, f"a request took {latency_s:.0f} s")
+                return False
+            # No reading yet (no /metrics there, or not read yet): grow like any endpoint, +1 per window.
+            if self.queue is not None and (not self._queue_short() or self.in_flight < self.capacity):  # in_flight counts this request
+                return False
+        if self.limit >= self.max_limit:
             return False
         before = self.capacity
-        self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
-        return self.capacity > before
+        step = 1.0 if self.queue is not None and self.slow_start else 1.0 / self.limit
+        self._set_limit(min(float(self.max_limit), self.limit + step))
+        grew = self.capacity > before
+        self.increases += grew
+        return grew
 
-    def on_overload(self, sent_at: float) -> None:
+    def on_overload(self, sent_at: float, reason: str = "overloaded") -> None:
         """Multiplicative decrease, once per window: only for requests sent after the last decrease."""
         if not self.adaptive or sent_at < self.last_decrease:
             return
-        self.limit = max(float(self.min_limit), self.limit * self.decrease_factor)
+        self._decrease(self.limit * self.decrease_factor, reason)
+
+    def on_queue(self, sample: QueueSample) -> None:
+        """A reading of the server's queue: cut the limit by this client's share of the queue's excess."""
+        self.queue = sample
+        excess = sample.waiting - self.max_waiting
+        if not self.adaptive or excess <= 0 or self.in_flight == 0:
+            return
+        window = self.latency_ema if self.latency_ema > 0 else float("inf")  # the last cut needs a latency to act
+        if self.last_decrease >= 0 and sample.at - self.last_decrease < window:
+            return
+        share = min(1.0, self.in_flight / max(1.0, sample.waiting + sample.running))
+        target = min(self.limit, float(self.in_flight)) - share * excess
+        if target < self.limit:
+            self._decrease(target, f"{sample.waiting:.0f} request(s) waiting, {sample.running:.0f} running")
+
+    def _queue_short(self) -> bool:
+        """Whether a fresh reading says the server's queue is at most ``max_waiting``."""
+        sample = self.queue
+        return sample is not None and time.monotonic() - sample.at <= self.queue_stale_s and sample.waiting <= self.max_waiting
+
+    def _decrease(self, limit: float, reason: str) -> None:
+        self._set_limit(max(float(self.min_limit), limit))
         self.last_decrease = time.monotonic()
         self.decreases += 1
-        log.info("endpoint %s is overloaded; requests in flight limited to %d", self.url, self.capacity)
+        self.slow_start = False
+        log.info("endpoint %s: %s; requests in flight limited to %d", self.url, reason, self.capacity)
+
+    def _set_limit(self, limit: float) -> None:
+        self.limit = limit
+        self.lowest, self.highest = min(self.lowest, limit), max(self.highest, limit)
+
+    def report(self) -> dict[str, Any]:
+        """The limit's state, for run summaries and benchmarks."""
+        data: dict[str, Any] = {
+            "url": self.url,
+            "limit": self.capacity,
+            "lowest": max(self.min_limit, int(self.lowest)),
+            "highest": max(self.min_limit, int(self.highest)),
+            "peak_in_flight": self.peak_in_flight,
+            "decreases": self.decreases,
+            "increases": self.increases,
+        }
+        if self.queue_aware:
+            data["queue"] = None if self.queue is None else {"waiting": self.queue.waiting, "running": self.queue.running}
+            data["latency_s"] = round(self.latency_ema, 3)
+        return data
 
 
 @dataclass
@@ -181,6 +258,7 @@ class _Backend:
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     _monitor: asyncio.Task[None] | None = None
+    _queue_reader: asyncio.Task[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -244,6 +322,21 @@ class _Backend:
     def _start_monitor(self) -> None:
         if self._monitor is None and self.health_checked and self.endpoints:
             self._monitor = asyncio.get_running_loop().create_task(self._health_loop())
+        if self._queue_reader is None and self.config.queue_aware and self.config.concurrency.adaptive and self.endpoints:
+            self._queue_reader = asyncio.get_running_loop().create_task(self._queue_loop())
+
+    async def _queue_loop(self) -> None:
+        """Read every endpoint's queue from its /metrics page every ``concurrency.metrics_interval_s``."""
+        import aiohttp
+
+        interval = self.config.concurrency.metrics_interval_s
+        async with aiohttp.ClientSession() as session:
+            while True:
+                samples = await asyncio.gather(*(read_queue(session, e.url, max(1.0, 2 * interval)) for e in self.endpoints))
+                for endpoint, sample in zip(self.endpoints, samples):
+                    if sample is not None:
+                        endpoint.on_queue(sample)
+                await asyncio.sleep(interval)
 
     async def _health_loop(self) -> None:
         """Probe endpoints that failed; one that answers its health check gets requests again."""
@@ -262,13 +355,14 @@ class _Backend:
                         self.wake(endpoint.capacity)
 
     async def aclose(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            try:
-                await self._monitor
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - only stopping it
-                pass
-            self._monitor = None
+        for task in (self._monitor, self._queue_reader):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - only stopping it
+                    pass
+        self._monitor = self._queue_reader = None
         for endpoint in self.endpoints:
             await endpoint.transport.aclose()
 
@@ -312,6 +406,10 @@ class LLMClient:
                 max_limit=max_limit,
                 adaptive=limits.adaptive,
                 decrease_factor=limits.decrease_factor,
+                queue_aware=config.queue_aware,
+                max_waiting=limits.max_waiting,
+                slow_latency_s=limits.latency_guard * config.timeout_s,
+                queue_stale_s=3 * limits.metrics_interval_s,
             )
             for url in url_list
         ]
@@ -431,6 +529,9 @@ class LLMClient:
         except Exception as exc:
             if is_overload(exc):
                 endpoint.on_overload(sent_at)
+            elif endpoint.queue_aware and isinstance(exc, asyncio.TimeoutError):
+                endpoint.on_overload(sent_at, f"a request timed out after {backend.config.timeout_s:.0f} s")
+                endpoint.record(ok=False)
             elif is_retryable(exc):
                 endpoint.record(ok=False)
                 if backend.health_checked and len(backend.endpoints) > 1:
@@ -438,7 +539,7 @@ class LLMClient:
             raise
         else:
             endpoint.record(ok=True)
-            grew = endpoint.on_success()
+            grew = endpoint.on_success(time.monotonic() - sent_at, sent_at)
         finally:
             backend.release(endpoint, 2 if grew else 1)
         return completion, endpoint
@@ -510,6 +611,7 @@ class LLMClient:
                 "endpoint": backend.endpoint,
                 "total": asdict(totals),
                 "by_purpose": per_purpose,
+                "limits": [e.report() for e in backend.endpoints],
             }
         return summary
 

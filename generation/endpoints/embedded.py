@@ -12,18 +12,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from generation.config import EmbeddedServerConfig
-from generation.errors import ConfigError, ServerStartError
+from generation.endpoints.process import LocalServer, free_port
+from generation.errors import ConfigError
+
+__all__ = ["EmbeddedServer", "free_port", "locate_model_file", "check_server_installed", "llama_server_binary", "server_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +71,16 @@ def check_server_installed(cfg: EmbeddedServerConfig | None = None) -> None:
             )
 
 
-def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class EmbeddedServer(LocalServer):
+    """Start llama-cpp-python's server (or llama-server) on a loopback port; use as a context manager."""
 
-
-class EmbeddedServer:
-    """Start ``python -m llama_cpp.server`` on a loopback port; use as a context manager."""
+    label = "embedded model server"
 
     def __init__(self, cfg: EmbeddedServerConfig, model_alias: str, log_path: Path | None = None):
+        super().__init__(cfg.port, cfg.startup_timeout_s, log_path)
         self.cfg = cfg
         self.model_alias = model_alias
-        self.log_path = log_path
-        self.port = cfg.port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
         self._kind: str | None = None
-        self._log_file = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def kind(self) -> str:
@@ -104,6 +88,16 @@ class EmbeddedServer:
         if self._kind is None:
             self._kind = server_kind(self.cfg)
         return self._kind
+
+    def check_installed(self) -> None:
+        check_server_installed(self.cfg)
+
+    def describe(self) -> str:
+        return f"embedded model server ({self.kind}, {locate_model_file(self.cfg).name})"
+
+    def ready_url(self) -> str:
+        # llama-server: /health answers 200 once the model is loaded
+        return f"http://127.0.0.1:{self.port}/health" if self.kind == "llama-server" else f"{self.base_url}/models"
 
     def command(self) -> list[str]:
         model_file = locate_model_file(self.cfg)
@@ -130,67 +124,3 @@ class EmbeddedServer:
             # By default the server aborts a running generation when a new request arrives.
             "--interrupt_requests", "False",
         ]  # fmt: skip
-
-    def start(self) -> "EmbeddedServer":
-        check_server_installed(self.cfg)
-        command = self.command()
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        log.info("starting embedded model server (%s) on %s (%s)", self.kind, self.base_url, locate_model_file(self.cfg).name)
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() reaches any children
-        )
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def wait_ready(self) -> None:
-        """Poll ``/health`` (llama-server: 200 once the model is loaded) or ``/v1/models`` until it answers 200,
-        the process dies or the timeout passes."""
-        assert self.process is not None
-        deadline = time.monotonic() + self.cfg.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                where = f"; see {self.log_path}" if self.log_path else ""
-                raise ServerStartError(f"embedded model server exited with status {self.process.returncode}{where}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/health" if self.kind == "llama-server" else f"{self.base_url}/models"
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        log.info("embedded model server is ready at %s", self.base_url)
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.25)
-        raise ServerStartError(f"embedded model server did not answer on {self.base_url} within {self.cfg.startup_timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        """Terminate the server's process group (SIGTERM, then SIGKILL after 10 s)."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            except ProcessLookupError:
-                pass
-            log.info("embedded model server stopped")
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def __enter__(self) -> "EmbeddedServer":
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()

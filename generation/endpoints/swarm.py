@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,13 +21,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from generation.config import BackendConfig, EmbeddedServerConfig, SwarmConfig
 from generation.endpoints.embedded import locate_model_file
+from generation.endpoints.process import server_environment
 from generation.errors import ConfigError, ServerStartError
 from generation.resources import bundled_slurm_dir, side_python
 
@@ -36,7 +38,6 @@ LAUNCHER = Path(__file__).with_name("swarm_launcher.py")
 REQUIRED_PLACEHOLDERS = ("{{job_name}}", "{{slurm_hosts_path}}")
 STOP_GRACE_S = 30.0
 POLL_S = 0.5
-SECRET_SUFFIXES = ("_API_KEY", "_SECRET", "_SECRET_KEY", "_SECRET_ACCESS_KEY", "_PASSWORD")
 
 
 @dataclass
@@ -113,19 +114,15 @@ def _make_loadable_by_transformers_4(folder: Path) -> None:
     tokenizer_path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
-def gguf_tokenizer_dir(gguf: EmbeddedServerConfig) -> Path:
-    """A tokenizer folder for a GGUF model (llm-swarm insists on loading one); built once and cached."""
-    model_file = locate_model_file(gguf)
-    target = _cache_root() / "tokenizers" / f"{model_file.stem}-{model_file.stat().st_size}"
+def _build_for_swarm(target: Path, build: Callable[[Path], None], what: str) -> Path:
+    """Build ``target`` once (``build`` fills a temporary folder), make its tokenizer loadable by .venv-swarm's
+    transformers 4.40 and check that it loads there; concurrent builders are fine (the first one wins)."""
     if (target / "tokenizer_config.json").is_file():
         return target
-    from transformers import AutoTokenizer
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_file.parent), gguf_file=model_file.name)
-        tokenizer.save_pretrained(str(tmp))
+        build(tmp)
         _make_loadable_by_transformers_4(tmp)
         check = subprocess.run(
             [str(swarm_python()), "-c", "import sys; from transformers import AutoTokenizer; AutoTokenizer.from_pretrained(sys.argv[1])", str(tmp)],
@@ -133,7 +130,7 @@ def gguf_tokenizer_dir(gguf: EmbeddedServerConfig) -> Path:
         )  # fmt: skip
         if check.returncode != 0:
             last = (check.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ConfigError(f"backend.swarm.gguf: the tokenizer of {model_file.name} does not load in .venv-swarm: {last}")
+            raise ConfigError(f"backend.swarm.gguf: the tokenizer of {what} does not load in .venv-swarm: {last}")
         try:
             os.replace(tmp, target)
         except OSError:  # another process built it first
@@ -141,8 +138,57 @@ def gguf_tokenizer_dir(gguf: EmbeddedServerConfig) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built the tokenizer folder %s for llm-swarm", target)
+    log.info("built the folder %s for llm-swarm", target)
     return target
+
+
+def gguf_tokenizer_dir(gguf: EmbeddedServerConfig) -> Path:
+    """A tokenizer folder for a GGUF model (llm-swarm insists on loading one); built once and cached."""
+    model_file = locate_model_file(gguf)
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(model_file.parent), gguf_file=model_file.name).save_pretrained(str(tmp))
+
+    return _build_for_swarm(_cache_root() / "tokenizers" / f"{model_file.stem}-{model_file.stat().st_size}", build, model_file.name)
+
+
+def gguf_model_dir(gguf: EmbeddedServerConfig) -> Path:
+    """A GGUF model as a plain Hugging Face folder that vLLM serves and llm-swarm (which loads the tokenizer of
+    what the template serves) can read: the weights of embedded_hf's cached copy, linked, and its tokenizer
+    rewritten for transformers 4.40."""
+    from generation.embedded_hf import cached_gguf_model_dir
+
+    source = cached_gguf_model_dir(gguf.package, gguf.file)
+
+    def build(tmp: Path) -> None:
+        for item in source.iterdir():
+            if item.name.startswith("tokenizer") or item.suffix == ".jinja":
+                shutil.copy2(item, tmp / item.name)  # rewritten below
+            else:
+                (tmp / item.name).symlink_to(item)
+
+    return _build_for_swarm(source.parent / f"{source.name}-swarm", build, source.name)
+
+
+def resolve_vllm_bin(swarm: SwarmConfig) -> str | None:
+    """``swarm.vllm_bin`` as the jobs' $VLLM_BIN: a path is resolved like the template; a bare name is kept."""
+    if swarm.vllm_bin is None or "/" not in swarm.vllm_bin:
+        return swarm.vllm_bin
+    path = Path(swarm.vllm_bin).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate.resolve())
+    raise ConfigError(f"backend.swarm.vllm_bin: no executable {swarm.vllm_bin} (looked in {', '.join(map(str, candidates))})")
+
+
+def job_environment(swarm: SwarmConfig) -> dict[str, str]:
+    """What the launcher (and so sbatch, which copies it into every job) gets: our environment without API keys,
+    plus ``swarm.env`` and $VLLM_BIN."""
+    vllm_bin = resolve_vllm_bin(swarm)
+    return server_environment({**swarm.env, **({"VLLM_BIN": vllm_bin} if vllm_bin else {})})
 
 
 def launcher_spec(backend: BackendConfig, template: Path, job_name: str, output: Path) -> dict:
@@ -153,6 +199,11 @@ def launcher_spec(backend: BackendConfig, template: Path, job_name: str, output:
         "job_name": job_name,
         "max_concurrent_requests": str(swarm.per_instance_max_parallel_requests),
         "model_alias": backend.model,
+        # job resources and server flags (slurm/vllm.template.slurm); a template without them ignores them
+        "cpus_per_task": str(swarm.cpus_per_task),
+        "mem_per_cpu": swarm.mem_per_cpu,
+        "tensor_parallel_size": str(swarm.tensor_parallel),
+        "server_args": " ".join(shlex.quote(arg) for arg in swarm.server_args),
     }
     model = swarm.model
     engine = swarm.inference_engine
@@ -166,6 +217,8 @@ def launcher_spec(backend: BackendConfig, template: Path, job_name: str, output:
             n_ctx=str(gguf.n_ctx),
         )
         engine = "tgi"  # llm-swarm only knows tgi/vllm; "tgi" leaves its endpoint URL untouched
+    elif engine == "vllm" and swarm.gguf is not None:
+        model = str(gguf_model_dir(swarm.gguf))
     return {
         "template": str(template),
         "model": model,
@@ -211,13 +264,7 @@ def _answers(url: str, backend: BackendConfig, timeout: float) -> bool:
         return False
 
 
-def _launcher_env() -> dict[str, str]:
-    """Our environment minus API keys: sbatch copies it into every job, which only needs HF_TOKEN."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith(SECRET_SUFFIXES)}
-    return {**env, "PYTHONUNBUFFERED": "1"}
-
-
-def _start(instance: _Instance, spec: dict) -> None:
+def _start(instance: _Instance, spec: dict, env: dict[str, str]) -> None:
     instance.work_dir.mkdir(parents=True, exist_ok=True)
     spec_path = instance.work_dir / "launcher.json"
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
@@ -228,7 +275,7 @@ def _start(instance: _Instance, spec: dict) -> None:
             stdin=subprocess.PIPE,  # the launcher stops when this pipe closes (we exited, however)
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env=_launcher_env(),
+            env=env,
             start_new_session=True,  # a Ctrl-C in our terminal reaches us, and we stop it in order
         )
 
@@ -332,10 +379,11 @@ def swarm_endpoints(backend: BackendConfig, work_dir: Path) -> Iterator[list[str
     ]
     # The tokenizer folder is built once, before any launcher starts.
     specs = [launcher_spec(backend, template, inst.job_name, inst.endpoints_file) for inst in instances]
+    env = job_environment(swarm)
     deadline = time.monotonic() + swarm.startup_timeout_s
     try:
         for instance, spec in zip(instances, specs):
-            _start(instance, spec)
+            _start(instance, spec, env)
         log.info("starting %d swarm endpoint(s) with %s (work folder %s)", len(instances), template.name, work_dir)
         _wait_endpoints(instances, backend, deadline)
         yield [i.url for i in instances]  # type: ignore[misc]

@@ -31,6 +31,7 @@ SPLIT_FORMATS = ("csv", "jsonl", "parquet", "conversational.parquet")
 CACHE = "cache/requests.sqlite"
 RUN_LOG = "logs/synthgen.log"
 SERVER_LOG = "logs/embedded-server.log"
+VLLM_SERVER_LOG = "logs/vllm-server.log"
 SWARM_DIR = "swarm"
 ENDPOINT_FAILURE = "endpoint_failure.json"
 SUBMISSION = "submission.json"
@@ -91,6 +92,10 @@ class RunPaths:
     @property
     def server_log(self) -> Path:
         return self.root / SERVER_LOG
+
+    @property
+    def vllm_server_log(self) -> Path:
+        return self.root / VLLM_SERVER_LOG
 
     @property
     def run_log(self) -> Path:
