@@ -76,29 +76,51 @@ def self_correction(rejected: str, chosen: str, patterns: Patterns, overlap_min:
     return None
 
 
-def self_contradiction(text: str, patterns: Patterns) -> str | None:
+def self_contradiction(text: str, patterns: Patterns, question: str = "") -> str | None:
     """Evidence that an answer contradicts itself, or None.
 
-    Three cues: an answer opening with "Yes," whose first clause is negated ("Yes, a CT scan cannot detect
-    it"); two sentences that say the same thing except for a negation ("It is contagious. It is not
-    contagious."); or an explicit contradiction pattern from config.
+    Cues: an answer opening with "Yes," whose first clause is negated ("Yes, a CT scan cannot detect it"), or
+    with "No," whose first clause restates the question's claim un-negated ("Are index funds actively
+    managed?" - "No, index funds are actively managed"); two clauses that say the same thing except for a
+    negation ("It is contagious. It is not contagious."); or an explicit contradiction pattern from config.
     """
+    from generation.evaluation.stance import content_stems
+
     found = patterns.find("contradiction", text)
     if found:
         return found
     first = sentences(text)[0] if text.strip() else ""
-    match = re.match(r"\s*yes\b[,.!:;]?\s*(.*)", first, re.IGNORECASE)
+    match = re.match(r"\s*(yes|no)\b[,.!:;]?\s*(.*)", first, re.IGNORECASE)
     if match:
-        clause = re.split(r"\b(?:but|although|though|however|except|unless|while|if)\b|[,;:]", match.group(1), maxsplit=1)[0]
-        if any(w in NEGATIONS for w in words(clause)):
+        clause = re.split(r"\b(?:but|although|though|however|except|unless|while|if)\b|[,;:]", match.group(2), maxsplit=1)[0]
+        negated = any(w in NEGATIONS for w in words(clause))
+        if match.group(1).lower() == "yes" and negated:
+            return first[:120]
+        asked = set(content_stems(question))
+        if match.group(1).lower() == "no" and not negated and len(asked) >= 2 and asked <= set(content_stems(clause)):
             return first[:120]
     clauses = [_clause_core(c) for s in sentences(text) for c in _CLAUSE.split(s) if c.strip()]
     for i, (core_a, neg_a, text_a) in enumerate(clauses):
         for core_b, neg_b, text_b in clauses[i + 1 :]:
-            if neg_a == neg_b or min(len(core_a), len(core_b)) < 3:
-                continue
-            if core_a <= core_b or core_b <= core_a:  # the same claim, one side negated (or one qualified)
-                return text_b[:120]
+            if neg_a != neg_b and min(len(core_a), len(core_b)) >= 3 and (core_a <= core_b or core_b <= core_a):
+                return text_b[:120]  # the same claim, one side negated (or one qualified)
+    return opposite_clauses(text)
+
+
+def opposite_clauses(text: str) -> str | None:
+    """Two clauses of one text about the same things (two or more shared content words) that use opposite
+    words ("alcohol is safe with X, but alcohol with X is dangerous"), or None."""
+    from generation.evaluation.stance import content_stems, load_lexicon
+
+    lexicon = load_lexicon()
+    parts = [c for s in sentences(text) for c in re.split(r"[,;:]|\b(?:but|although|though|while|whereas|yet)\b", s) if c.strip()]
+    stems = [set(content_stems(c)) for c in parts]
+    for i in range(len(parts)):
+        for j in range(i + 1, min(len(parts), i + 3)):  # neighbouring clauses
+            only_i, only_j = stems[i] - stems[j], stems[j] - stems[i]
+            pair = next(((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y)), None)
+            if pair and len(stems[i] & stems[j]) >= 2:
+                return f"{parts[i].strip()[:60]} / {parts[j].strip()[:60]} ({pair[0]}/{pair[1]})"
     return None
 
 

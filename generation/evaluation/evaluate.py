@@ -20,7 +20,7 @@ from generation.config import EVALUATION_FLAG_CODES, RunConfig
 from generation.errors import InputDataError
 from generation.evaluation import detectors as det
 from generation.evaluation.metrics import Embedder, FluencyChecker, cosine_rows, shared_embedder
-from generation.evaluation.stance import Cue, compare_claims, load_lexicon, sentences
+from generation.evaluation.stance import Cue, compare_claims, content_stems, is_polar_question, load_lexicon, numbers, sentences, stem, words
 from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -215,18 +215,21 @@ class Scorer:
         if found:
             evidence["rejected_self_corrects"] = found
         for field, code in (("rejected", "rejected_self_contradictory"), ("chosen", "chosen_self_contradictory")):
-            found = det.self_contradiction(row[field], pat)
+            found = det.self_contradiction(row[field], pat, prompt)
             if found:
                 evidence[code] = found
         found = det.not_informational(prompt, pat)
         if found:
             evidence["question_not_informational"] = found
         rel_c, rel_r = m["relevance_chosen"], m["relevance_rejected"]
-        if min(rel_c, rel_r) < th.relevance_min:
-            evidence["off_topic"] = f"relevance chosen {rel_c:.2f}, rejected {rel_r:.2f} < {th.relevance_min}"
+        # a bare "12 months" has no topic for a similarity to compare: only answers with 4+ content words count
+        low = [f"{name} {value:.2f}" for name, value, text in (("chosen", rel_c, chosen), ("rejected", rel_r, rejected))
+               if value < th.relevance_min and len(set(content_stems(text))) >= 4]  # fmt: skip
+        if low:
+            evidence["off_topic"] = f"relevance {', '.join(low)} < {th.relevance_min}"
         absurd = pat.find("absurd", rejected)
         hardness = plausibility_hardness(m["loglik_rejected"], m["loglik_chosen"], absurd is not None)
-        easy = easy_evidence(rejected, hardness, absurd, rel_r, th)
+        easy = easy_evidence(prompt, rejected, hardness, absurd, rel_r, th)
         if easy:
             evidence["rejected_easy"] = easy
         found = pat.find("prompt_injection", prompt)
@@ -270,17 +273,34 @@ def plausibility_hardness(loglik_rejected: float, loglik_chosen: float, absurd: 
     return hardness(loglik_rejected, loglik_chosen, absurd)
 
 
-def easy_evidence(rejected: str, hardness: float, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
+def easy_evidence(question: str, rejected: str, hardness: float, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
     """Why the rejected answer is an easy negative, or None; decided apart from ``rejected_agrees``."""
+    found = not_an_answer(question, rejected)
+    if found:
+        return f"not an answer: {found}"
     if absurd:
         return f"absurd: {absurd}"
     if not math.isnan(hardness) and hardness < th.hardness_min:
         return f"hardness {hardness:.2f} < {th.hardness_min} (the rejected answer is much less likely per token than the chosen one)"
-    if relevance_rejected < th.easy_relevance_max:
+    if relevance_rejected < th.easy_relevance_max and len(set(content_stems(rejected))) >= 4:  # a bare "12 months" has no topic to compare
         return f"unrelated to the question (relevance {relevance_rejected:.2f})"
-    statements = [s for s in sentences(rejected) if not s.rstrip().endswith("?")]
-    if not statements:
-        return "not an answer: the rejected text only asks questions"
+    return None
+
+
+_META_STEMS = frozenset(stem(w) for w in ("answer", "question", "correct", "response", "reply"))
+
+
+def not_an_answer(question: str, text: str) -> str | None:
+    """Why ``text`` is no answer to ``question`` (a fragment, a question back, nothing beyond the question), or None."""
+    parts = sentences(text)
+    tokens = words(text)
+    if len(tokens) < 3 or (text.rstrip().endswith(":") and len(tokens) < 8):
+        return f"a fragment ({text.strip()[:40]!r})"
+    if parts and parts[0].rstrip().endswith("?"):
+        return f"it opens with a question ({parts[0][:60]!r})"
+    new = (set(content_stems(text)) | numbers(text)) - set(content_stems(question)) - numbers(question) - _META_STEMS
+    if len(new) <= 1 and not is_polar_question(question):  # "Yes, X does Y" answers a yes/no question in its words
+        return "it adds nothing to the question's own words"
     return None
 
 
