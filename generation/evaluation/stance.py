@@ -218,9 +218,13 @@ def _opposite_pair(a_stems: set[str], b_stems: set[str], lexicon: Lexicon) -> tu
     return None
 
 
-def advice_stems(text: str) -> set[str]:
-    """Stems of the main verbs and objects of the advice sentences of ``text`` ("Rinse with salt water")."""
-    out: set[str] = set()
+_STOPPING = frozenset("stop avoid quit skip never don't dont not no cease".split())
+
+
+def advice_stems(text: str) -> dict[str, bool]:
+    """The main verbs and objects of the advice sentences of ``text`` ("Rinse with salt water"), each stem
+    mapped to False when the advice is to stop or avoid it ("stop brushing", "avoid sugar"), else True."""
+    out: dict[str, bool] = {}
     for sentence in sentences(text):
         match = _ADVICE.match(sentence)
         if not match:
@@ -229,8 +233,18 @@ def advice_stems(text: str) -> set[str]:
         opener = sentence[: match.start("verb")].strip()
         if not opener and (verb in FUNCTION_WORDS or verb.endswith(("ing", "ed", "s")) or verb in NEGATIONS):
             continue  # not an imperative ("Eating...", "Antibiotics...", "The...")
-        out.update(content_stems(sentence[match.start("verb") :])[:4])
+        for clause in re.split(r",|;|\band\b|\bor\b", sentence[match.start("verb") :]):
+            tokens = words(clause)
+            stopping = bool(tokens) and tokens[0] in _STOPPING or words(opener)[-1:] in (["never"], ["not"])
+            for stem_ in content_stems(clause)[:3]:
+                if stem_ not in {stem(w) for w in _STOPPING}:
+                    out.setdefault(stem_, not stopping)
     return out
+
+
+def lexicon_stems(text: str, lexicon: Lexicon) -> set[str]:
+    """Stems of the words of ``text`` that have an opposite in the lexicon, function words included ("often")."""
+    return {s for s in (stem(w) for w in words(text)) if s in lexicon.verbs}
 
 
 def align(rejected: Sequence[list[str]], chosen: Sequence[list[str]], similarity: np.ndarray | None = None) -> list[tuple[int, int, float]]:
@@ -294,7 +308,7 @@ def compare_claims(
         if negated:
             result.cues.append(Cue("negation", "differ", f"{negated!r} negated on one side only: {pair_text}"))
             continue
-        pair = _opposite_pair(r_set, c_set, lexicon)
+        pair = _opposite_pair(r_set | lexicon_stems(r_sents[i], lexicon), c_set | lexicon_stems(c_sents[j], lexicon), lexicon)
         if pair:
             result.cues.append(Cue("antonym", "differ", f"opposite words {pair[0]!r}/{pair[1]!r}: {pair_text}"))
             continue
@@ -302,12 +316,15 @@ def compare_claims(
         if nr and nc and nr != nc:
             result.cues.append(Cue("number", "differ", f"numbers {sorted(nr)} vs {sorted(nc)}: {pair_text}"))
     advice_r, advice_c = advice_stems(rejected), advice_stems(chosen)
-    if advice_r and advice_c and not advice_r & set(s for stems in c_stems for s in stems):
-        result.cues.append(Cue("action", "differ", f"recommends {sorted(advice_r)[:4]}, absent from the chosen answer"))
-    else:
-        pair = _opposite_pair(advice_r, advice_c, lexicon) if advice_r and advice_c else None
-        if pair:
+    if advice_r and advice_c:
+        flipped_advice = sorted(k for k in advice_r.keys() & advice_c.keys() if advice_r[k] != advice_c[k])
+        pair = _opposite_pair(set(advice_r), set(advice_c), lexicon)
+        if flipped_advice:
+            result.cues.append(Cue("action", "differ", f"advises the opposite about {flipped_advice[0]!r}"))
+        elif pair:
             result.cues.append(Cue("action", "differ", f"opposite advice {pair[0]!r}/{pair[1]!r}"))
+        elif not set(advice_r) & chosen_stems:
+            result.cues.append(Cue("action", "differ", f"recommends {sorted(advice_r)[:4]}, absent from the chosen answer"))
     new = set(content_stems(rejected)) - set(content_stems(question))  # what the rejected answer adds to the question
     result.coverage = len(new & chosen_stems) / len(new) if new else 0.0
     result.support = float(np.mean(similarities)) if similarities else 0.0
