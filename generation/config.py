@@ -12,6 +12,7 @@ problem becomes a one-line :class:`ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import string
@@ -417,15 +418,29 @@ EVALUATION_FLAG_CODES = (
 )  # fmt: skip
 
 
+PRECISION_FILE = BUNDLED_CONFIGS / "eval" / "precision.json"  # written by bench/evaluator.py --write
+GATE_PRECISION_MIN = 0.8
+GATE_MIN_FLAGGED = 5  # a precision measured on fewer flagged pairs does not count
+
+
+def measured_precise_flags(path: Path = PRECISION_FILE, minimum: float = GATE_PRECISION_MIN) -> list[str]:
+    """The flags whose precision measured on the labelled set (``configs/eval/precision.json``) is at least ``minimum``."""
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))["flags"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the measured flag precision ({type(exc).__name__}); rerun bench/evaluator.py --write") from None
+    return [
+        code for code in EVALUATION_FLAG_CODES
+        if isinstance(measured.get(code), dict) and (measured[code].get("precision") or 0) >= minimum
+        and measured[code].get("flagged", 0) >= GATE_MIN_FLAGGED
+    ]  # fmt: skip
+
+
 class EvaluationGate(StrictModel):
     """Which findings keep a pair out of filtered.csv."""
 
-    fail_on_flags: list[str] = Field(
-        default_factory=lambda: [
-            "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
-            "question_not_informational", "off_topic", "rejected_easy", "duplicate_prompt", "pii", "prompt_injection",
-        ]
-    )  # fmt: skip
+    # default: the flags whose measured precision is >= 0.8 (configs/eval/precision.json, from bench/evaluator.py)
+    fail_on_flags: list[str] = Field(default_factory=measured_precise_flags)
     require_chosen_correct: bool = False  # needs a judge_capable judge; otherwise a warning and "unverified"
 
     @field_validator("fail_on_flags")
