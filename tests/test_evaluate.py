@@ -392,3 +392,24 @@ def test_report_shows_what_the_run_masked(tmp_path, cfg, scorer, labelled):
     assert "scrubbing was on" in section
     assert "<td>input_questions</td><td>EMAIL 2, SSN 1</td>" in section and "<td>answers</td><td>PHONE 1</td>" in section
     assert "<td>generated_questions</td><td>none</td>" in section
+
+
+def test_bench_reads_a_users_csv_labels_and_computes_intervals(tmp_path):
+    labels = tmp_path / "mine.csv"
+    labels.write_text(
+        "prompt,chosen,rejected,rejected_easy,pii\n"
+        "q1,a,b,yes,no\nq2,a,b,no,no\nq3,a,b,yes,no\nq4,a,b,no,yes\n", encoding="utf-8",
+    )  # fmt: skip
+    pairs = bench.read_labels(labels)
+    assert [p["labels"] for p in pairs][0] == {"rejected_easy": True, "pii": False}
+    result = bench.figures(pairs, [{"rejected_easy"}, {"rejected_easy"}, set(), {"pii"}], resamples=200)
+    easy = result["flags"]["rejected_easy"]
+    assert (easy["tp"], easy["fp"], easy["fn"], easy["precision"], easy["recall"]) == (1, 1, 1, 0.5, 0.5)
+    assert 0 <= easy["precision_ci"][0] <= 0.5 <= easy["precision_ci"][1] <= 1
+    assert result["flags"]["pii"]["precision"] == 1.0 and result["clean_pairs"] == 1
+    labels.write_text("prompt,chosen,rejected,pii\nq,a,b,maybe\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"mine.csv: row 0: pii: 'maybe' is not yes/no"):
+        bench.read_labels(labels)
+    labels.write_text("prompt,chosen,rejected\nq,a,b\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="no label column"):
+        bench.read_labels(labels)
