@@ -34,10 +34,15 @@ class PlausibilityScorer:
 
         from generation.dpo_check import load_dpo_model_config, load_model
 
+        from generation.errors import ConfigError
+
         assert cfg.model is not None
         self.cfg = cfg
-        model_cfg = load_dpo_model_config(cfg.model)
-        self.model, self.tokenizer = load_model(model_cfg, "cpu")
+        try:
+            model_cfg = load_dpo_model_config(cfg.model)
+            self.model, self.tokenizer = load_model(model_cfg, "cpu")
+        except ConfigError as exc:
+            raise ConfigError(f"evaluation.plausibility.model: {exc} (set it to null to evaluate without the language model)") from None
         self.model = self.model.to(getattr(torch, cfg.dtype)).eval()
         self.name = model_cfg.name
 
