@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     parser.add_argument("-c", "--config", type=Path, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--split", choices=("all", "dev", "heldout"), default="all",
+    parser.add_argument("--split", default="all",
                         help="report only this split (all pairs are still evaluated together, in order)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--time-pairs", type=int, default=0, help="also time evaluating this many pairs")
@@ -195,10 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = [i for i, p in enumerate(pairs) if args.split == "all" or p.get("split") == args.split]
     groups = {"all" if args.split == "all" else args.split: selected}
     if args.split == "all":
-        for name in ("dev", "heldout"):
-            members = [i for i in selected if pairs[i].get("split") == name]
-            if members:
-                groups[name] = members
+        for name in sorted({str(p.get("split")) for p in pairs if p.get("split")}):
+            groups[name] = [i for i in selected if pairs[i].get("split") == name]
     for kind in ("generated", "written"):
         members = [i for i in selected if (pairs[i].get("source") or {}).get("kind") == kind]
         if members:
@@ -215,23 +213,25 @@ def main(argv: list[str] | None = None) -> int:
         stored = {
             "about": "measured by bench/evaluator.py on the labelled set; precision/recall per flag with 95% bootstrap intervals",
             "labels": report["labels"], "labels_sha256": report["labels_sha256"],
-            "flags": report["all"]["flags"], "heldout": report.get("heldout", {}).get("flags"),
+            "flags": report["all"]["flags"], **{name: report[name]["flags"] for name in report if name.startswith("heldout")},
             "pairs": report["all"]["pairs"],
         }  # fmt: skip
         PRECISION_FILE.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {PRECISION_FILE}")
-    head = report.get("heldout") or report.get("all") or report[args.split]
-    goal = [f for f in GOAL_FLAGS if f in head["flags"]]
-    met = [f for f in goal if (head["flags"][f]["precision"] or 0) >= 0.8 and (head["flags"][f]["recall"] or 0) >= 0.8]
-    low_p = min(((head["flags"][f]["precision"] or 0), f) for f in goal) if goal else (None, "")
-    low_r = min(((head["flags"][f]["recall"] or 0), f) for f in goal) if goal else (None, "")
-    part = "held-out" if "heldout" in report else args.split
+    parts = [name for name in report if name.startswith("heldout")] or ["all" if args.split == "all" else args.split]
+    summaries = []
+    for part in parts:
+        head = report[part]
+        goal = [f for f in GOAL_FLAGS if f in head["flags"]]
+        met = [f for f in goal if (head["flags"][f]["precision"] or 0) >= 0.8 and (head["flags"][f]["recall"] or 0) >= 0.8]
+        low_p = min(((head["flags"][f]["precision"] or 0), f) for f in goal) if goal else (None, "")
+        low_r = min(((head["flags"][f]["recall"] or 0), f) for f in goal) if goal else (None, "")
+        summaries.append(
+            f"{part} ({head['pairs']} pairs): {len(met)}/{len(goal)} goal flags at precision and recall >= 0.8, lowest precision "
+            f"{low_p[0]} ({low_p[1]}), lowest recall {low_r[0]} ({low_r[1]}), clean pairs flagged {head['clean_pairs_flagged']}/{head['clean_pairs']}"
+        )
     speed = f"; {timing['pairs']} pairs in {timing['wall_s']} s wall / {timing['cpu_s']} s CPU" if timing else ""
-    print(
-        f"evaluator on {part} ({head['pairs']} pairs): {len(met)}/{len(goal)} goal flags at precision and recall >= 0.8; "
-        f"lowest precision {low_p[0]} ({low_p[1]}), lowest recall {low_r[0]} ({low_r[1]}); "
-        f"clean pairs flagged {head['clean_pairs_flagged']}/{head['clean_pairs']}{speed}"
-    )
+    print("evaluator on " + "; ".join(summaries) + speed)
     return 0
 
 

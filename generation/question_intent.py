@@ -44,9 +44,21 @@ def load_rules(path: Path = RULES_FILE) -> IntentRules:
     return IntentRules(tuple(categories), frozenset(str(data.get("empty_words") or "").split()))
 
 
+# Contractions as they look after the pipeline's preprocessing strips punctuation ("you'd" -> "youd").
+_BARE_CONTRACTIONS = {
+    "youd": "you would", "youre": "you are", "youve": "you have", "youll": "you will", "whats": "what is",
+    "hows": "how is", "im": "i am", "ive": "i have", "id": "i would", "ill": "i will", "dont": "do not",
+    "doesnt": "does not", "didnt": "did not", "cant": "can not", "wont": "will not", "isnt": "is not",
+    "arent": "are not", "wasnt": "was not", "werent": "were not", "wouldnt": "would not", "couldnt": "could not",
+    "shouldnt": "should not", "havent": "have not", "hasnt": "has not", "lets": "let us", "thats": "that is",
+}  # fmt: skip
+_BARE = re.compile(r"\b(" + "|".join(_BARE_CONTRACTIONS) + r")\b", re.IGNORECASE)
+
+
 def plain(text: str) -> str:
-    """Lower-case text with typographic apostrophes made plain."""
-    return text.replace("\u2019", "'").replace("\u2018", "'").strip()
+    """The text with typographic apostrophes made plain and bare contractions ("youd", "whats") spelled out."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").strip()
+    return _BARE.sub(lambda m: _BARE_CONTRACTIONS[m.group(0).lower()], text)
 
 
 def not_informational(question: str, extra_patterns: Iterable[re.Pattern[str]] = (), rules: IntentRules | None = None) -> str | None:

@@ -110,18 +110,22 @@ def self_contradiction(text: str, patterns: Patterns, question: str = "") -> str
 def opposite_clauses(text: str) -> str | None:
     """Two clauses of one text about the same things (two or more shared content words) that use opposite
     words ("alcohol is safe with X, but alcohol with X is dangerous"), or None."""
-    from generation.evaluation.stance import content_stems, lexicon_stems, load_lexicon
+    from generation.evaluation.stance import content_stems, lexicon_stems, load_lexicon, negation_flip
 
     lexicon = load_lexicon()
-    parts = [c for s in sentences(text) for c in re.split(r"[,;:]|\b(?:but|although|though|while|whereas|yet)\b", s) if c.strip()]
+    parts = [c for s in sentences(text) for c in re.split(r"[,;:]|\b(?:and|but|although|though|while|whereas|yet)\b", s) if c.strip()]
     stems = [set(content_stems(c)) for c in parts]
     opposable = [stems[k] | lexicon_stems(c, lexicon) for k, c in enumerate(parts)]
     for i in range(len(parts)):
         for j in range(i + 1, min(len(parts), i + 3)):  # neighbouring clauses
+            if len(stems[i] & stems[j]) < 2:
+                continue  # not about the same things
             only_i, only_j = opposable[i] - opposable[j], opposable[j] - opposable[i]
             pair = next(((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y)), None)
-            if pair and len(stems[i] & stems[j]) >= 2:
-                return f"{parts[i].strip()[:60]} / {parts[j].strip()[:60]} ({pair[0]}/{pair[1]})"
+            flipped = negation_flip(parts[i], parts[j], stems[i], stems[j])
+            if pair or flipped:
+                why = f"{pair[0]}/{pair[1]}" if pair else f"{flipped!r} negated in one only"
+                return f"{parts[i].strip()[:60]} / {parts[j].strip()[:60]} ({why})"
     return None
 
 
