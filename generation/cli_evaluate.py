@@ -16,8 +16,8 @@ from generation.cli import EXIT_OK, _load, cli, config_options, handle_errors
               help="Where scores.csv, summary.json, report.html and filtered.csv go.")  # fmt: skip
 @config_options
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="CSV with a 'question' column: seed/benchmark questions for the contamination check "
-                   "(default: source_question of questions.csv beside the input).")  # fmt: skip
+              help="CSV with a 'question' (and optional 'answer') column: the benchmark that new questions and answers "
+                   "must not copy (default: evaluation.contamination.reference; none = no contamination check).")  # fmt: skip
 @click.option("--no-judge", is_flag=True, help="Skip the LLM judge even if evaluation.judge.model is set.")
 @handle_errors
 def evaluate(input_csv: Path, output_dir: Path, config_path: Path | None, overrides: tuple[str, ...], reference: Path | None, no_judge: bool) -> int:

@@ -13,6 +13,7 @@ layer is YAML; the merged tree is validated by pydantic, and any problem becomes
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import string
@@ -503,10 +504,14 @@ class EvaluationThresholds(StrictModel):
     """Quality-gate numbers (see README, Evaluation)."""
 
     relevance_min: float = Field(0.2, ge=-1, le=1)  # off_topic below this question<->answer similarity
-    agreement_max: float = Field(0.85, ge=-1, le=1)  # rejected_agrees at/above this similarity without a stance cue
-    agreement_paraphrase: float = Field(0.93, ge=-1, le=1)  # at/above it, a few swapped words count as rewording
-    restatement_ratio: float = Field(90.0, ge=0, le=100)  # rejected_agrees at/above this RapidFuzz token-set ratio
-    hardness_min: float = Field(0.35, ge=0, le=1)  # rejected_easy below this hardness
+    claim_similarity_min: float = Field(0.75, ge=-1, le=1)  # rejected_agrees: mean similarity of rejected to chosen sentences
+    claim_coverage_min: float = Field(0.3, ge=0, le=1)  # rejected_agrees: share of its new content words in the chosen answer
+    restatement_ratio: float = Field(90.0, ge=0, le=100)  # RapidFuzz token-set ratio that counts as agree evidence
+    hardness_min: float = Field(0.35, ge=0, le=1)  # rejected_easy below this hardness (sqrt of the per-token likelihood ratio)
+    easy_relevance_max: float = Field(0.3, ge=-1, le=1)  # rejected_easy below this question<->rejected similarity (unrelated)
+    # no longer used (whole-answer similarity does not tell agreement from contradiction); accepted so packs load
+    agreement_max: float | None = Field(None, ge=-1, le=1)
+    agreement_paraphrase: float | None = Field(None, ge=-1, le=1)
     near_duplicate_jaccard: float = Field(0.7, gt=0, le=1)  # duplicate_prompt at/above this MinHash Jaccard
     contamination_ngram: int = Field(3, ge=1, le=20)
     contamination_max: float = Field(0.8, ge=0, le=1)  # contaminated at/above this n-gram overlap
@@ -523,15 +528,29 @@ EVALUATION_FLAG_CODES = (
 )  # fmt: skip
 
 
+PRECISION_FILE = BUNDLED_CONFIGS / "eval" / "precision.json"  # written by bench/evaluator.py --write
+GATE_PRECISION_MIN = 0.8
+GATE_MIN_FLAGGED = 5  # a precision measured on fewer flagged pairs does not count
+
+
+def measured_precise_flags(path: Path = PRECISION_FILE, minimum: float = GATE_PRECISION_MIN) -> list[str]:
+    """The flags whose precision measured on the labelled set (``configs/eval/precision.json``) is at least ``minimum``."""
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))["flags"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the measured flag precision ({type(exc).__name__}); rerun bench/evaluator.py --write") from None
+    return [
+        code for code in EVALUATION_FLAG_CODES
+        if isinstance(measured.get(code), dict) and (measured[code].get("precision") or 0) >= minimum
+        and measured[code].get("flagged", 0) >= GATE_MIN_FLAGGED
+    ]  # fmt: skip
+
+
 class EvaluationGate(StrictModel):
     """Which findings keep a pair out of filtered.csv."""
 
-    fail_on_flags: list[str] = Field(
-        default_factory=lambda: [
-            "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
-            "question_not_informational", "off_topic", "rejected_easy", "duplicate_prompt", "pii", "prompt_injection",
-        ]
-    )  # fmt: skip
+    # default: the flags whose measured precision is >= 0.8 (configs/eval/precision.json, from bench/evaluator.py)
+    fail_on_flags: list[str] = Field(default_factory=measured_precise_flags)
     require_chosen_correct: bool = False  # needs a judge_capable judge; otherwise a warning and "unverified"
 
     @field_validator("fail_on_flags")
@@ -547,12 +566,33 @@ class EvaluationPatterns(StrictModel):
     """Extra detector patterns (case-insensitive regexes), added to those in configs/eval/defaults.yaml."""
 
     self_correction: list[str] = Field(default_factory=list)
+    self_correction_if_correct: list[str] = Field(default_factory=list)  # count only when followed by the chosen answer's claims
     contradiction: list[str] = Field(default_factory=list)
     not_informational: list[str] = Field(default_factory=list)
     prompt_injection: list[str] = Field(default_factory=list)
     absurd: list[str] = Field(default_factory=list)
 
-    _regexes = field_validator("self_correction", "contradiction", "not_informational", "prompt_injection", "absurd")(_compile_all)
+    _regexes = field_validator(
+        "self_correction", "self_correction_if_correct", "contradiction", "not_informational", "prompt_injection", "absurd"
+    )(_compile_all)
+
+
+class PlausibilityConfig(StrictModel):
+    """The language model that scores how plausible an answer reads (rejected_easy, hardness)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = "smollm2-135m"  # a model file in configs/models/dpo/ (null: no language-model plausibility)
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    threads: int = Field(1, ge=1, le=64)
+    max_answer_tokens: int = Field(48, ge=4, le=1024)
+    batch_size: int = Field(16, ge=1, le=256)
+
+
+class ContaminationConfig(StrictModel):
+    """The benchmark the new questions and answers must not copy (``contaminated``)."""
+
+    reference: str | None = None  # a CSV with a 'question' column (e.g. HealthSearchQA's questions); --reference wins
 
 
 class EvaluationConfig(StrictModel):
@@ -563,6 +603,9 @@ class EvaluationConfig(StrictModel):
     thresholds: EvaluationThresholds = Field(default_factory=EvaluationThresholds)
     gate: EvaluationGate = Field(default_factory=EvaluationGate)
     patterns: EvaluationPatterns = Field(default_factory=EvaluationPatterns)
+    plausibility: PlausibilityConfig = Field(default_factory=PlausibilityConfig)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
+    antonyms: list[tuple[str, str]] = Field(default_factory=list)  # opposite pairs added to configs/eval/lexicon.yaml
     extra_words: list[str] = Field(default_factory=list)  # domain words the spelling checkers must accept
     worst_examples: int = Field(5, ge=0, le=100)  # per flag, in report.html
 

@@ -1,14 +1,16 @@
-"""The evaluator on hand-labelled pairs (tests/data/eval/labelled.yaml), its outputs, inputs and human loop.
+"""The evaluator on the labelled set (tests/data/eval/labelled.yaml), its outputs, inputs and human loop.
 
-The embedding model and the checkers load once per session; the labelled file is evaluated once.
+The embedding model, the plausibility model and the checkers load once per session; the labelled file is
+evaluated once, and its per-flag figures must match the ones bench/evaluator.py stored in
+configs/eval/precision.json (the figures the gate default and the report use).
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from generation.cli import cli
-from generation.config import load_config
+from generation.config import GATE_PRECISION_MIN, PRECISION_FILE, load_config, measured_precise_flags
 from generation.errors import ConfigError, InputDataError
 from generation.evaluation import detectors as det
 from generation.evaluation.evaluate import FLAG_CODES, Scorer, evaluate_file, score_columns
@@ -24,11 +26,17 @@ from generation.evaluation.judge import scale_score, yes_probability
 from generation.evaluation.review import export_review, import_review
 
 DATA = Path(__file__).parent / "data" / "eval"
-# Codes the detectors must find without a capable judge (chosen_doubtful needs one; contaminated etc. are extras).
-NON_JUDGE_CODES = (
-    "rejected_agrees", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
-    "question_not_informational", "off_topic", "rejected_easy", "duplicate_prompt", "pii", "prompt_injection",
+REPO = Path(__file__).resolve().parent.parent
+# Flags the labelled set labels (chosen_doubtful needs a capable judge; contaminated needs a reference).
+LABELLED_FLAGS = (
+    "rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
+    "question_not_informational", "off_topic", "duplicate_prompt", "pii", "prompt_injection",
 )  # fmt: skip
+GOAL_FLAGS = ("rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "question_not_informational")
+
+_spec = importlib.util.spec_from_file_location("bench_evaluator", REPO / "bench" / "evaluator.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 
 def write_pairs(path: Path, rows: list[dict]) -> Path:
@@ -56,7 +64,7 @@ def scorer(cfg):
 
 @pytest.fixture(scope="session")
 def labelled():
-    return yaml.safe_load((DATA / "labelled.yaml").read_text(encoding="utf-8"))
+    return bench.read_labels(DATA / "labelled.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -67,32 +75,49 @@ def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
     return folder, pairs, summary, read_csv(folder / "eval" / "scores.csv")
 
 
-def test_labelled_set_has_enough_examples(labelled):
-    counts = defaultdict(int)
-    for row in labelled:
-        counts[row["expected"]] += 1
-    for code in NON_JUDGE_CODES:
-        assert counts[code] >= 5, code
-    assert counts["clean"] >= 10
-    assert set(counts) <= set(FLAG_CODES) | {"clean"}
+def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
+    assert len(labelled) >= 150
+    generated = [p for p in labelled if p["source"]["kind"] == "generated"]
+    assert 2 * len(generated) >= len(labelled)  # at least half is real model output
+    for pair in generated:
+        assert {"model", "command", "run_seed", "row", "chosen_seed", "rejected_seed"} <= set(pair["source"])
+        assert pair["source"]["command"].startswith("synthgen run")
+    assert len({p["source"]["command"] for p in generated}) >= 4  # several domains and seeds
+    for pair in labelled:
+        assert set(pair["labels"]) == set(LABELLED_FLAGS), pair["id"]  # a yes/no label for every flag
+        assert pair["split"] in ("dev", "heldout", "heldout2")
+    assert 0.25 <= sum(p["split"].startswith("heldout") for p in labelled) / len(labelled) <= 0.45
+    for flag in GOAL_FLAGS:
+        assert sum(p["labels"][flag] for p in labelled) >= 20, flag
+    assert sum(not any(p["labels"].values()) for p in labelled) >= 30  # clean pairs
 
 
-def test_detectors_reach_recall_without_false_alarms(labelled, labelled_eval):
+def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eval):
+    """The evaluator's figures on the labelled set are the ones bench/evaluator.py stored (rerun it with
+    --write after changing a detector), and every gated flag really has precision >= 0.8 there."""
     _, _, _, scores = labelled_eval
-    hits, totals, false_alarms = defaultdict(int), defaultdict(int), []
-    for example, score in zip(labelled, scores):
-        flags = score["flags"].split(";") if score["flags"] else []
-        if example["expected"] == "clean":
-            if flags:
-                false_alarms.append((example["prompt"], flags, score["evidence"]))
-            continue
-        totals[example["expected"]] += 1
-        hits[example["expected"]] += example["expected"] in flags
-    recall = {code: hits[code] / totals[code] for code in NON_JUDGE_CODES}
-    print("recall per code:", json.dumps(recall))
-    assert not false_alarms, false_alarms
-    assert all(value >= 0.9 for value in recall.values()), recall
-    assert sum(hits.values()) / sum(totals.values()) >= 0.9
+    found = [set(s["flags"].split(";")) - {""} for s in scores]
+    measured = bench.figures(labelled, found, resamples=200)
+    stored = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))
+    assert stored["pairs"] == len(labelled)
+    print(json.dumps({f: (e["precision"], e["recall"]) for f, e in measured["flags"].items()}))
+    for flag in LABELLED_FLAGS:
+        now, then = measured["flags"][flag], stored["flags"][flag]
+        assert now["positives"] == then["positives"], flag
+        # bf16 arithmetic may differ by CPU: allow one pair either way
+        assert abs(now["tp"] - then["tp"]) <= 1 and abs(now["fp"] - then["fp"]) <= 1, (flag, now, then)
+    for flag in measured_precise_flags():
+        assert measured["flags"][flag]["precision"] >= GATE_PRECISION_MIN - 0.03, flag
+
+
+def test_gate_default_is_the_flags_with_measured_precision(cfg):
+    stored = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))["flags"]
+    gated = cfg.evaluation.gate.fail_on_flags
+    assert gated == measured_precise_flags()
+    for flag, entry in stored.items():
+        assert (flag in gated) == (entry["precision"] is not None and entry["precision"] >= GATE_PRECISION_MIN and entry["flagged"] >= 5)
+    with pytest.raises(ConfigError, match="precision.json"):
+        measured_precise_flags(Path("/nonexistent/precision.json"))
 
 
 def test_scores_summary_filtered_and_report(labelled, labelled_eval, cfg):
@@ -120,9 +145,10 @@ def test_scores_summary_filtered_and_report(labelled, labelled_eval, cfg):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") >= 3
     assert not re.search(r"""(src|href)=['"]?https?://""", page)  # self-contained
-    for code in NON_JUDGE_CODES:
+    for code in LABELLED_FLAGS:
         assert f"<code>{code}</code> (" in page  # a worst-examples section per flag found
     assert "&lt;/question&gt;" in page  # text is escaped, not markup
+    assert "measured precision" in page and "not measured" in page  # each flag's measured precision beside its rate
 
 
 def test_modification_comes_from_provenance_or_questions_csv(tmp_path, cfg, scorer, labelled):
@@ -143,9 +169,39 @@ def test_modification_comes_from_provenance_or_questions_csv(tmp_path, cfg, scor
         writer.writerow({"question": rows[1]["prompt"], "source_question": rows[1]["prompt"], "modification": "asks about X", "origin": "synthetic"})
     summary = evaluate_file(pairs, other / "eval", cfg, progress=False, scorer=scorer)
     assert [s["modification"] for s in read_csv(other / "eval" / "scores.csv")] == ["", "asks about X", ""]
-    # the reference for contamination is questions.csv's source_question: row 1 is a copy of it
-    assert [s["contamination"] for s in read_csv(other / "eval" / "scores.csv")][1] == "1.0"
-    assert summary["contamination"]["reference_questions"] == 1
+    # no benchmark named: the run's own seed questions are no reference, contamination is not computed
+    assert {s["contamination"] for s in read_csv(other / "eval" / "scores.csv")} == {""}
+    assert summary["contamination"]["reference"] == "none" and "contaminated" not in summary["flag_counts"] or not summary["flag_counts"]["contaminated"]
+
+
+def test_contamination_compares_what_is_new_with_the_named_benchmark(tmp_path, scorer):
+    """Seed questions are not flagged for being seeds; a synthetic question or an answer copied from the
+    benchmark is; the reference comes from --reference or evaluation.contamination.reference."""
+    benchmark = tmp_path / "healthsearchqa.csv"
+    benchmark.write_text(
+        "question\nwhat are the early warning signs of a heart attack\nhow long does the flu shot take to work\n"
+        "is it safe to take ibuprofen every day\n", encoding="utf-8",
+    )  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        {"prompt": "how long does the flu shot take to work", "chosen": "About two weeks after the shot.", "rejected": "About two days after the shot."},
+        {"prompt": "what are the early warning signs of a heart attack", "chosen": "Chest pain and breathlessness.", "rejected": "Itchy feet."},
+        {"prompt": "what foods are high in vitamin k", "chosen": "Leafy greens such as kale and spinach.", "rejected": "White rice and sugar."},
+        {"prompt": "what helps a sore throat", "chosen": "Warm drinks, honey and rest help.", "rejected": "is it safe to take ibuprofen every day"},
+    ]
+    pairs = write_pairs(run / "questions_and_responses.csv", rows)
+    origins = ["seed", "synthetic", "synthetic", "synthetic"]
+    (run / "questions_and_responses.provenance.jsonl").write_text(
+        "".join(json.dumps({"row": i, "origin": o, "modification": ""}) + "\n" for i, o in enumerate(origins)), encoding="utf-8"
+    )
+    cfg = load_config(None, [f"evaluation.contamination.reference={benchmark}"])
+    summary = evaluate_file(pairs, run / "eval", cfg, progress=False, scorer=Scorer(cfg, scorer.embedder, scorer.fluency, scorer.plausibility))
+    scores = read_csv(run / "eval" / "scores.csv")
+    flagged = ["contaminated" in s["flags"] for s in scores]
+    assert flagged == [False, True, False, True]  # the seed row is not flagged; the copied question and answer are
+    assert "prompt: 100%" in scores[1]["evidence"] and "rejected: 100%" in scores[3]["evidence"]
+    assert summary["contamination"]["reference"] == str(benchmark) and summary["contamination"]["reference_questions"] == 3
 
 
 @pytest.mark.parametrize(
@@ -260,7 +316,10 @@ def test_review_export_and_import(labelled_eval, tmp_path):
     report = import_review([path], eval_dir)
     auto = report["experts_vs_automated"]
     assert auto["pair_usable"]["n"] == 40 and auto["relevant"]["n"] == 40
-    assert auto["relevant"]["spearman"] is not None and auto["relevant"]["spearman"] > 0.3
+    from scipy.stats import spearmanr
+
+    expected = spearmanr([float(r["relevant"]) for r in rated], [float(scores[int(r["row"])]["relevance_chosen"]) for r in rated]).statistic
+    assert auto["relevant"]["spearman"] == pytest.approx(round(float(expected), 4))  # ann follows the score, bob does not
     assert report["between_experts"]["ann vs bob"]["rows"] == 20
     assert json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))["review"]["ratings"] == 40
     rated[0]["chosen_correct"] = "7"
@@ -333,3 +392,24 @@ def test_report_shows_what_the_run_masked(tmp_path, cfg, scorer, labelled):
     assert "scrubbing was on" in section
     assert "<td>input_questions</td><td>EMAIL 2, SSN 1</td>" in section and "<td>answers</td><td>PHONE 1</td>" in section
     assert "<td>generated_questions</td><td>none</td>" in section
+
+
+def test_bench_reads_a_users_csv_labels_and_computes_intervals(tmp_path):
+    labels = tmp_path / "mine.csv"
+    labels.write_text(
+        "prompt,chosen,rejected,rejected_easy,pii\n"
+        "q1,a,b,yes,no\nq2,a,b,no,no\nq3,a,b,yes,no\nq4,a,b,no,yes\n", encoding="utf-8",
+    )  # fmt: skip
+    pairs = bench.read_labels(labels)
+    assert [p["labels"] for p in pairs][0] == {"rejected_easy": True, "pii": False}
+    result = bench.figures(pairs, [{"rejected_easy"}, {"rejected_easy"}, set(), {"pii"}], resamples=200)
+    easy = result["flags"]["rejected_easy"]
+    assert (easy["tp"], easy["fp"], easy["fn"], easy["precision"], easy["recall"]) == (1, 1, 1, 0.5, 0.5)
+    assert 0 <= easy["precision_ci"][0] <= 0.5 <= easy["precision_ci"][1] <= 1
+    assert result["flags"]["pii"]["precision"] == 1.0 and result["clean_pairs"] == 1
+    labels.write_text("prompt,chosen,rejected,pii\nq,a,b,maybe\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"mine.csv: row 0: pii: 'maybe' is not yes/no"):
+        bench.read_labels(labels)
+    labels.write_text("prompt,chosen,rejected\nq,a,b\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="no label column"):
+        bench.read_labels(labels)

@@ -13,39 +13,12 @@ from pathlib import Path
 
 from generation.config import BUNDLED_CONFIGS, EvaluationConfig, read_yaml_mapping
 from generation.errors import ConfigError
+from generation.evaluation.stance import NEGATIONS, sentences, words
 
 DEFAULTS_FILE = BUNDLED_CONFIGS / "eval" / "defaults.yaml"
-PATTERN_KINDS = ("self_correction", "contradiction", "not_informational", "prompt_injection", "absurd")
+PATTERN_KINDS = ("self_correction", "self_correction_if_correct", "contradiction", "not_informational", "prompt_injection", "absurd")
 
-# Negation cues; a closed grammatical class of English, used for stance and contradiction checks.
-NEGATIONS = frozenset(
-    "not no never cannot can't cant don't dont doesn't doesnt isn't isnt aren't arent won't wont wasn't "
-    "weren't shouldn't wouldn't couldn't hasn't haven't didn't neither nor none nothing without".split()
-)
-# Closed-class function words and number words (grammar, not domain content).
-FUNCTION_WORDS = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
-    "those there their they them he she his her we our you your i my me which who whom whose what when where how why "
-    "do does did has have had can could may might will would should must shall also often usually very more most "
-    "each every any some such than then so because while about into over after before during".split()
-)
-NUMBER_WORDS = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty "
-    "hundred thousand million half once twice daily weekly monthly yearly".split()
-)
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CLAUSE = re.compile(r"[,;:]|\b(?:so|because|but|although|though|while|which|and)\b")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (apostrophes kept inside words)."""
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
-
-
-def sentences(text: str) -> list[str]:
-    """Split text into sentences on ., ! and ? followed by space."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 @dataclass(frozen=True)
@@ -81,61 +54,103 @@ def load_patterns(cfg: EvaluationConfig, extra_not_informational: Iterable[str] 
 # ------------------------------------------------------------------------------------- single texts
 
 
-def self_contradiction(text: str, patterns: Patterns) -> str | None:
+def self_correction(rejected: str, chosen: str, patterns: Patterns, overlap_min: float = 0.4) -> str | None:
+    """Evidence that the rejected answer retracts itself or gives the right answer after all, or None.
+
+    A ``self_correction`` pattern is enough ("Just kidding", "Correct answer:"); an ambiguous marker
+    (``self_correction_if_correct``: "In reality", "Actually,") counts when the text after it restates the
+    chosen answer (``overlap_min`` of its content words occur there).
+    """
+    from generation.evaluation.stance import content_stems
+
+    found = patterns.find("self_correction", rejected)
+    if found:
+        return found
+    chosen_stems = set(content_stems(chosen))
+    for pattern in patterns.compiled.get("self_correction_if_correct", ()):
+        for match in pattern.finditer(rejected):
+            after = set(content_stems(rejected[match.end() : match.end() + 300]))
+            if after and len(after & chosen_stems) / len(after) >= overlap_min:
+                return f"{match.group(0)} ... (then restates the chosen answer)"
+    return None
+
+
+def self_contradiction(text: str, patterns: Patterns, question: str = "") -> str | None:
     """Evidence that an answer contradicts itself, or None.
 
-    Three cues: an answer opening with "Yes," whose first clause is negated ("Yes, a CT scan cannot detect
-    it"); two sentences that say the same thing except for a negation ("It is contagious. It is not
-    contagious."); or an explicit contradiction pattern from config.
+    Cues: an answer opening with "Yes," whose first clause is negated ("Yes, a CT scan cannot detect it"), or
+    with "No," whose first clause restates the question's claim un-negated ("Are index funds actively
+    managed?" - "No, index funds are actively managed"); two clauses that say the same thing except for a
+    negation ("It is contagious. It is not contagious."); or an explicit contradiction pattern from config.
     """
+    from generation.evaluation.stance import content_stems
+
     found = patterns.find("contradiction", text)
     if found:
         return found
     first = sentences(text)[0] if text.strip() else ""
-    match = re.match(r"\s*yes\b[,.!:;]?\s*(.*)", first, re.IGNORECASE)
+    match = re.match(r"\s*(yes|no)\b[,.!:;]?\s*(.*)", first, re.IGNORECASE)
     if match:
-        clause = re.split(r"\b(?:but|although|though|however|except|unless|while|if)\b|[,;:]", match.group(1), maxsplit=1)[0]
-        if any(w in NEGATIONS for w in words(clause)):
+        clause = re.split(r"\b(?:but|although|though|however|except|unless|while|if)\b|[,;:]", match.group(2), maxsplit=1)[0]
+        negated = any(w in NEGATIONS for w in words(clause))
+        if match.group(1).lower() == "yes" and negated:
             return first[:120]
-    clauses = [words(c) for s in sentences(text) for c in _CLAUSE.split(s) if c.strip()]
-    for i, a in enumerate(clauses):
-        for b in clauses[i + 1 :]:
-            core_a = [w for w in a if w not in NEGATIONS]
-            core_b = [w for w in b if w not in NEGATIONS]
-            neg_a = sum(w in NEGATIONS for w in a) % 2
-            neg_b = sum(w in NEGATIONS for w in b) % 2
-            if neg_a != neg_b and len(core_a) >= 3 and core_a == core_b:
-                return " ".join(b)[:120]
+        asked = set(content_stems(question))
+        if match.group(1).lower() == "no" and not negated and len(asked) >= 2 and asked <= set(content_stems(clause)):
+            return first[:120]
+    clauses = [_clause_core(c) for s in sentences(text) for c in _CLAUSE.split(s) if c.strip()]
+    for i, (core_a, neg_a, text_a) in enumerate(clauses):
+        for core_b, neg_b, text_b in clauses[i + 1 :]:
+            if neg_a != neg_b and min(len(core_a), len(core_b)) >= 3 and (core_a <= core_b or core_b <= core_a):
+                return text_b[:120]  # the same claim, one side negated (or one qualified)
+    return opposite_clauses(text)
+
+
+def opposite_clauses(text: str) -> str | None:
+    """Two clauses of one text about the same things (two or more shared content words) that use opposite
+    words ("alcohol is safe with X, but alcohol with X is dangerous"), or None."""
+    from generation.evaluation.stance import content_stems, lexicon_stems, load_lexicon, negation_flip
+
+    lexicon = load_lexicon()
+    parts = [c for s in sentences(text) for c in re.split(r"[,;:]|\b(?:and|but|although|though|while|whereas|yet)\b", s) if c.strip()]
+    stems = [set(content_stems(c)) for c in parts]
+    opposable = [stems[k] | lexicon_stems(c, lexicon) for k, c in enumerate(parts)]
+    for i in range(len(parts)):
+        for j in range(i + 1, min(len(parts), i + 3)):  # neighbouring clauses
+            if len(stems[i] & stems[j]) < 2:
+                continue  # not about the same things
+            only_i, only_j = opposable[i] - opposable[j], opposable[j] - opposable[i]
+            pair = next(((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y)), None)
+            flipped = negation_flip(parts[i], parts[j], stems[i], stems[j])
+            if pair or flipped:
+                why = f"{pair[0]}/{pair[1]}" if pair else f"{flipped!r} negated in one only"
+                return f"{parts[i].strip()[:60]} / {parts[j].strip()[:60]} ({why})"
     return None
 
 
-def stance_differs(a: str, b: str, max_swap: int = 3) -> str | None:
-    """How two similar answers differ in a way a similarity score misses, or None.
+_CONTRACTED = {"cannot": "can", "can't": "can", "cant": "can", "won't": "will", "wont": "will", "don't": "do", "dont": "do",
+               "doesn't": "does", "doesnt": "does", "didn't": "did", "isn't": "is", "isnt": "is", "aren't": "are",
+               "arent": "are", "wasn't": "was", "weren't": "were", "shouldn't": "should", "wouldn't": "would",
+               "couldn't": "could", "hasn't": "has", "haven't": "have"}  # fmt: skip
+_SUPPORT_VERBS = frozenset("do does did a an the".split())
 
-    Cues: negation polarity; the numbers they state (digits or number words); or a minimal edit, where
-    each side has a few content words the other lacks (``skin`` -> ``liver``): the mark of a hard negative.
-    A paraphrase rewords more than ``max_swap`` words; a restatement only adds words on one side.
-    """
-    wa, wb = words(a), words(b)
-    if sum(w in NEGATIONS for w in wa) % 2 != sum(w in NEGATIONS for w in wb) % 2:
-        return "negation"
-    nums_a = set(re.findall(r"\d+(?:\.\d+)?", a)) | (set(wa) & NUMBER_WORDS)
-    nums_b = set(re.findall(r"\d+(?:\.\d+)?", b)) | (set(wb) & NUMBER_WORDS)
-    if nums_a != nums_b:
-        return "numbers"
-    content_a = set(wa) - FUNCTION_WORDS - NEGATIONS
-    content_b = set(wb) - FUNCTION_WORDS - NEGATIONS
-    only_a, only_b = content_a - content_b, content_b - content_a
-    if 1 <= len(only_a) <= max_swap and 1 <= len(only_b) <= max_swap:
-        return f"swapped {sorted(only_a)} -> {sorted(only_b)}"
-    return None
+
+def _clause_core(clause: str) -> tuple[frozenset[str], int, str]:
+    """A clause as (stems without negations and support verbs, negation parity, its words)."""
+    from generation.evaluation.stance import stem
+
+    tokens = words(clause)
+    parity = sum(t in NEGATIONS for t in tokens) % 2
+    core = [_CONTRACTED.get(t, t) for t in tokens if t not in NEGATIONS or t in _CONTRACTED]
+    return frozenset(stem(t) for t in core if t not in _SUPPORT_VERBS), parity, " ".join(tokens)
 
 
 def not_informational(question: str, patterns: Patterns) -> str | None:
-    """Why a prompt is not an informational question (addressed to the reader, chit-chat, meta text), or None."""
-    if len(words(question)) < 2:
-        return "fewer than 2 words"
-    return patterns.find("not_informational", question)
+    """Why a prompt is not an informational question: the shared rule (:mod:`generation.question_intent`) plus
+    the config's and the domain's extra patterns; None when it is one."""
+    from generation.question_intent import not_informational as rule
+
+    return rule(question, patterns.compiled.get("not_informational", ()))
 
 
 def pii_kinds(text: str) -> list[str]:

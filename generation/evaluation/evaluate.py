@@ -20,6 +20,7 @@ from generation.config import EVALUATION_FLAG_CODES, RunConfig
 from generation.errors import InputDataError
 from generation.evaluation import detectors as det
 from generation.evaluation.metrics import Embedder, FluencyChecker, cosine_rows, shared_embedder
+from generation.evaluation.stance import Cue, compare_claims, content_stems, is_polar_question, load_lexicon, numbers, sentences, stem, words
 from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ assert tuple(FLAG_CODES) == EVALUATION_FLAG_CODES  # one list of codes for confi
 
 METRIC_COLUMNS = (
     "relevance_chosen", "relevance_rejected", "coherence_chosen", "coherence_rejected", "agreement", "restatement",
-    "hardness", "grammar_chosen", "grammar_rejected", "spelling_chosen", "spelling_rejected", "words_chosen",
-    "words_rejected", "contamination", "duplicate_of",
+    "claim_support", "claim_coverage", "loglik_chosen", "loglik_rejected", "hardness", "grammar_chosen", "grammar_rejected",
+    "spelling_chosen", "spelling_rejected", "words_chosen", "words_rejected", "contamination", "duplicate_of",
 )  # fmt: skip
 
 
@@ -61,6 +62,7 @@ class EvalInput:
     modifications: list[str]
     reference: list[str]
     reference_source: str
+    origins: list[str] | None = None  # "seed", "synthetic" or "" (unknown) per row
 
 
 def read_pairs(path: Path) -> list[dict[str, str]]:
@@ -73,69 +75,74 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
     return [{field: row[field] for field in PAIR_FIELDS} for row in rows]
 
 
-def read_modifications(path: Path, rows: list[dict[str, str]]) -> list[str]:
-    """Each row's modification: from ``<stem>.provenance.jsonl`` beside the input, else ``questions.csv`` beside it, else ''."""
+def read_provenance(path: Path, rows: list[dict[str, str]]) -> tuple[list[str], list[str]]:
+    """Each row's modification and origin ("seed"/"synthetic"; '' if unknown): from ``<stem>.provenance.jsonl``
+    beside the input, else ``questions.csv`` beside it, else unknown."""
     provenance = path.with_name(f"{path.stem}.provenance.jsonl")
     if provenance.is_file():
-        by_row: dict[int, str] = {}
+        by_row: dict[int, tuple[str, str]] = {}
         for _, record in read_jsonl_objects(provenance):
             if isinstance(record.get("row"), int):
-                by_row[record["row"]] = str(record.get("modification") or "")
-        return [by_row.get(i, "") for i in range(len(rows))]
+                by_row[record["row"]] = (str(record.get("modification") or ""), str(record.get("origin") or ""))
+        found = [by_row.get(i, ("", "")) for i in range(len(rows))]
+        return [m for m, _ in found], [o for _, o in found]
     questions = path.with_name("questions.csv")
     if questions.is_file():
         table = read_csv_rows(questions, ["question"], allow_empty=True)
-        by_text = {r["question"]: r.get("modification") or "" for r in table}
-        return [by_text.get(row["prompt"], "") for row in rows]
-    return [""] * len(rows)
+        by_text = {r["question"]: (r.get("modification") or "", r.get("origin") or "") for r in table}
+        found = [by_text.get(row["prompt"], ("", "")) for row in rows]
+        return [m for m, _ in found], [o for _, o in found]
+    return [""] * len(rows), [""] * len(rows)
 
 
-def read_reference(path: Path | None, input_path: Path | None) -> tuple[list[str], str]:
-    """Reference (seed/benchmark) questions for the contamination check: ``path`` (a CSV with a ``question``
-    column), else the distinct ``source_question`` values of ``questions.csv`` beside the input."""
-    if path is not None:
-        return [r["question"] for r in read_csv_rows(path, ["question"])], str(path)
-    if input_path is not None:
-        questions = input_path.with_name("questions.csv")
-        if questions.is_file():
-            table = read_csv_rows(questions, ["question"], allow_empty=True)
-            return sorted({r.get("source_question") or "" for r in table} - {""}), f"{questions} (source_question)"
-    return [], "none"
+def read_reference(path: Path | None) -> tuple[list[str], str]:
+    """Benchmark texts for the contamination check: a CSV with a ``question`` column (and an optional ``answer``
+    column, whose texts count too). None = no reference: contamination is not computed."""
+    if path is None:
+        return [], "none"
+    table = read_csv_rows(path, ["question"])
+    texts = [r["question"] for r in table] + [r["answer"] for r in table if r.get("answer")]
+    return texts, str(path)
 
 
 def load_input(path: Path, reference_file: Path | None = None) -> EvalInput:
-    """Read the pairs, their modifications and the reference questions."""
+    """Read the pairs, their modifications and origins, and the reference (benchmark) texts."""
     rows = read_pairs(path)
-    reference, source = read_reference(reference_file, path)
-    return EvalInput(path, rows, read_modifications(path, rows), reference, source)
+    reference, source = read_reference(reference_file)
+    modifications, origins = read_provenance(path, rows)
+    return EvalInput(path, rows, modifications, reference, source, origins)
 
 
 # ------------------------------------------------------------------------------------------ scoring
 
 
 class Scorer:
-    """Scores rows with the embedding model, the fluency checkers and the detectors (no judge)."""
+    """Scores rows with the embedding model, the plausibility model, the fluency checkers and the detectors (no judge)."""
 
-    def __init__(self, cfg: RunConfig, embedder: Embedder | None = None, fluency: FluencyChecker | None = None):
+    def __init__(self, cfg: RunConfig, embedder: Embedder | None = None, fluency: FluencyChecker | None = None, plausibility: Any = None):
         self.cfg = cfg
         self.ev = cfg.evaluation
         filters = cfg.questions.filters  # the domain's own question filters count too
-        self.patterns = det.load_patterns(self.ev, [*filters.addressed_to_reader_patterns, *filters.meta_patterns])
+        self.patterns = det.load_patterns(self.ev, filters.addressed_to_reader_patterns)
+        self.lexicon = load_lexicon(extra=tuple(tuple(p) for p in self.ev.antonyms))
         self.embedder = embedder or shared_embedder()
         self.fluency = fluency or FluencyChecker(self.ev.extra_words)
+        if plausibility is None and self.ev.plausibility.model:
+            from generation.evaluation.plausibility import shared_scorer
+
+            plausibility = shared_scorer(self.ev.plausibility)
+        self.plausibility = plausibility
         self.pii_available = _pii_available()
 
-    def _coherence(self, texts: Sequence[str]) -> list[float | None]:
-        """Mean similarity of adjacent sentences per text (None for single-sentence texts)."""
-        split = [det.sentences(t) for t in texts]
+    def _sentence_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Unit embeddings of each text's sentences (:func:`stance.sentences`), one array per text."""
+        split = [sentences(t) or [t] for t in texts]
         flat = [s for parts in split for s in parts]
         vectors = self.embedder.encode(flat) if flat else np.zeros((0, 384))
-        out: list[float | None] = []
-        pos = 0
+        out, pos = [], 0
         for parts in split:
-            v = vectors[pos : pos + len(parts)]
+            out.append(vectors[pos : pos + len(parts)])
             pos += len(parts)
-            out.append(float(np.mean(np.einsum("ij,ij->i", v[:-1], v[1:]))) if len(parts) > 1 else None)
         return out
 
     def score(self, data: EvalInput, progress: bool = True, chunk: int = 32) -> list[dict[str, Any]]:
@@ -145,6 +152,7 @@ class Scorer:
 
         th = self.ev.thresholds
         rows = data.rows
+        origins = data.origins or [""] * len(rows)
         reference = det.ngram_set(data.reference, th.contamination_ngram)
         results: list[dict[str, Any]] = []
         with tqdm(total=len(rows), desc="evaluate", unit="pair", disable=not progress) as bar:
@@ -154,13 +162,22 @@ class Scorer:
                 c = self.embedder.encode([r["chosen"] for r in part])
                 r_ = self.embedder.encode([r["rejected"] for r in part])
                 rel_c, rel_r, agree = cosine_rows(q, c), cosine_rows(q, r_), cosine_rows(c, r_)
-                coh_c = self._coherence([r["chosen"] for r in part])
-                coh_r = self._coherence([r["rejected"] for r in part])
+                sent_c = self._sentence_vectors([r["chosen"] for r in part])
+                sent_r = self._sentence_vectors([r["rejected"] for r in part])
+                if self.plausibility is not None:
+                    prompts = [r["prompt"] for r in part]
+                    ll = self.plausibility.score(prompts * 2, [r["chosen"] for r in part] + [r["rejected"] for r in part])
+                    ll_c, ll_r = ll[: len(part)], ll[len(part) :]
+                else:
+                    ll_c = ll_r = np.full(len(part), np.nan)
                 for k, row in enumerate(part):
-                    result = self._score_row(row, float(rel_c[k]), float(rel_r[k]), float(agree[k]), coh_c[k], coh_r[k], fuzz)
-                    result["contamination"] = round(det.contamination(row["prompt"], reference, th.contamination_ngram), 4) if data.reference else None
-                    if result["contamination"] is not None and result["contamination"] >= th.contamination_max:
-                        result["flags"].append("contaminated")
+                    metrics = {
+                        "relevance_chosen": float(rel_c[k]), "relevance_rejected": float(rel_r[k]), "agreement": float(agree[k]),
+                        "coherence_chosen": _coherence(sent_c[k]), "coherence_rejected": _coherence(sent_r[k]),
+                        "loglik_chosen": float(ll_c[k]), "loglik_rejected": float(ll_r[k]),
+                    }  # fmt: skip
+                    result = self._score_row(row, metrics, sent_r[k] @ sent_c[k].T, fuzz)
+                    self._contamination(result, row, origins[start + k], reference, bool(data.reference))
                     results.append(result)
                     bar.update(1)
         clusters = det.near_duplicate_clusters([r["prompt"] for r in rows], th.near_duplicate_jaccard)
@@ -171,35 +188,50 @@ class Scorer:
                 result["evidence"]["duplicate_prompt"] = f"row {cluster}: {rows[cluster]['prompt'][:80]}"
         return results
 
-    def _score_row(
-        self, row: dict[str, str], rel_c: float, rel_r: float, agree: float, coh_c: float | None, coh_r: float | None, fuzz: Any
-    ) -> dict[str, Any]:
+    def _contamination(self, result: dict[str, Any], row: dict[str, str], origin: str, reference: set, has_reference: bool) -> None:
+        """Overlap of what is new in the row (a non-seed prompt, the answers) with the benchmark reference."""
+        th = self.ev.thresholds
+        if not has_reference:
+            result["contamination"] = None
+            return
+        fields = ("chosen", "rejected") if origin == "seed" else ("prompt", "chosen", "rejected")
+        overlaps = {f: det.contamination(row[f], reference, th.contamination_ngram) for f in fields}
+        field = max(overlaps, key=lambda f: overlaps[f])
+        result["contamination"] = round(overlaps[field], 4)
+        if overlaps[field] >= th.contamination_max:
+            result["evidence"]["contaminated"] = f"{field}: {overlaps[field]:.0%} of its {th.contamination_ngram}-grams are in the reference"
+            result["flags"] = [code for code in FLAG_CODES if code in result["evidence"]]
+
+    def _score_row(self, row: dict[str, str], m: dict[str, Any], sentence_similarity: np.ndarray, fuzz: Any) -> dict[str, Any]:
         th, pat = self.ev.thresholds, self.patterns
         prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
         evidence: dict[str, str] = {}
         restatement = float(fuzz.token_set_ratio(chosen, rejected))
-        if restatement >= th.restatement_ratio:
-            evidence["rejected_agrees"] = f"token-set ratio {restatement:.0f}"
-        elif agree >= th.agreement_max:
-            cue = det.stance_differs(chosen, rejected)
-            if cue is None or (cue.startswith("swapped") and agree >= th.agreement_paraphrase):
-                evidence["rejected_agrees"] = f"similarity {agree:.2f}" + (f" ({cue} only)" if cue else ", no negation, number or key-term difference")
-        found = pat.find("self_correction", rejected)
+        extra = [Cue("restatement", "agree", f"token-set ratio {restatement:.0f}")] if restatement >= th.restatement_ratio else []
+        claims = compare_claims(prompt, chosen, rejected, self.lexicon, sentence_similarity, th.claim_similarity_min, th.claim_coverage_min, extra)
+        if claims.agrees:
+            evidence["rejected_agrees"] = claims.evidence()
+        found = det.self_correction(rejected, chosen, pat)
         if found:
             evidence["rejected_self_corrects"] = found
         for field, code in (("rejected", "rejected_self_contradictory"), ("chosen", "chosen_self_contradictory")):
-            found = det.self_contradiction(row[field], pat)
+            found = det.self_contradiction(row[field], pat, prompt)
             if found:
                 evidence[code] = found
         found = det.not_informational(prompt, pat)
         if found:
             evidence["question_not_informational"] = found
-        if min(rel_c, rel_r) < th.relevance_min:
-            evidence["off_topic"] = f"relevance chosen {rel_c:.2f}, rejected {rel_r:.2f} < {th.relevance_min}"
+        rel_c, rel_r = m["relevance_chosen"], m["relevance_rejected"]
+        # a bare "12 months" has no topic for a similarity to compare: only answers with 4+ content words count
+        low = [f"{name} {value:.2f}" for name, value, text in (("chosen", rel_c, chosen), ("rejected", rel_r, rejected))
+               if value < th.relevance_min and len(set(content_stems(text))) >= 4]  # fmt: skip
+        if low:
+            evidence["off_topic"] = f"relevance {', '.join(low)} < {th.relevance_min}"
         absurd = pat.find("absurd", rejected)
-        hardness = hardness_score(rel_r, agree, absurd is not None)
-        if "rejected_agrees" not in evidence and (hardness < th.hardness_min or absurd):
-            evidence["rejected_easy"] = f"absurd: {absurd}" if absurd else f"hardness {hardness:.2f} < {th.hardness_min}"
+        hardness = plausibility_hardness(m["loglik_rejected"], m["loglik_chosen"], absurd is not None)
+        easy = easy_evidence(prompt, rejected, hardness, absurd, rel_r, th)
+        if easy:
+            evidence["rejected_easy"] = easy
         found = pat.find("prompt_injection", prompt)
         if found:
             evidence["prompt_injection"] = found
@@ -214,10 +246,8 @@ class Scorer:
         if th.spelling_max_per_100w is not None and max(s_c, s_r) > th.spelling_max_per_100w:
             evidence["misspelled"] = f"{max(s_c, s_r):.1f} per 100 words"
         return {
-            "relevance_chosen": round(rel_c, 4), "relevance_rejected": round(rel_r, 4),
-            "coherence_chosen": None if coh_c is None else round(coh_c, 4),
-            "coherence_rejected": None if coh_r is None else round(coh_r, 4),
-            "agreement": round(agree, 4), "restatement": round(restatement, 1), "hardness": round(hardness, 4),
+            **{k: _round(v) for k, v in m.items()},
+            "restatement": round(restatement, 1), "claim_support": round(claims.support, 4), "claim_coverage": round(claims.coverage, 4), "hardness": _round(hardness),
             "grammar_chosen": round(g_c, 2), "grammar_rejected": round(g_r, 2),
             "spelling_chosen": round(s_c, 2), "spelling_rejected": round(s_r, 2),
             "words_chosen": w_c, "words_rejected": w_r,
@@ -225,14 +255,53 @@ class Scorer:
         }  # fmt: skip
 
 
-def hardness_score(relevance_rejected: float, agreement: float, absurd: bool) -> float:
-    """How plausible the rejected answer is, 0-1: on topic for the question and close to the chosen answer.
+def _round(value: Any, digits: int = 4) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(value, digits) if isinstance(value, float) else value
 
-    The mean of the (clipped) rejected answer's similarity to the question and to the chosen answer, halved
-    when it carries an absurdity marker. Restatements score high here; ``rejected_agrees`` catches them.
-    """
-    value = (max(0.0, relevance_rejected) + max(0.0, agreement)) / 2
-    return value / 2 if absurd else value
+
+def _coherence(vectors: np.ndarray) -> float | None:
+    """Mean similarity of adjacent sentences (None for a single sentence)."""
+    return float(np.mean(np.einsum("ij,ij->i", vectors[:-1], vectors[1:]))) if len(vectors) > 1 else None
+
+
+def plausibility_hardness(loglik_rejected: float, loglik_chosen: float, absurd: bool) -> float:
+    """:func:`generation.evaluation.plausibility.hardness` (NaN without a plausibility model)."""
+    from generation.evaluation.plausibility import hardness
+
+    return hardness(loglik_rejected, loglik_chosen, absurd)
+
+
+def easy_evidence(question: str, rejected: str, hardness: float, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
+    """Why the rejected answer is an easy negative, or None; decided apart from ``rejected_agrees``."""
+    found = not_an_answer(question, rejected)
+    if found:
+        return f"not an answer: {found}"
+    if absurd:
+        return f"absurd: {absurd}"
+    if not math.isnan(hardness) and hardness < th.hardness_min:
+        return f"hardness {hardness:.2f} < {th.hardness_min} (the rejected answer is much less likely per token than the chosen one)"
+    if relevance_rejected < th.easy_relevance_max and len(set(content_stems(rejected))) >= 4:  # a bare "12 months" has no topic to compare
+        return f"unrelated to the question (relevance {relevance_rejected:.2f})"
+    return None
+
+
+_META_STEMS = frozenset(stem(w) for w in ("answer", "question", "correct", "response", "reply"))
+
+
+def not_an_answer(question: str, text: str) -> str | None:
+    """Why ``text`` is no answer to ``question`` (a fragment, a question back, nothing beyond the question), or None."""
+    parts = sentences(text)
+    tokens = words(text)
+    if len(tokens) < 3 or (text.rstrip().endswith(":") and len(tokens) < 8):
+        return f"a fragment ({text.strip()[:40]!r})"
+    if parts and parts[0].rstrip().endswith("?"):
+        return f"it opens with a question ({parts[0][:60]!r})"
+    new = (set(content_stems(text)) | numbers(text)) - set(content_stems(question)) - numbers(question) - _META_STEMS
+    if len(new) <= 1 and not is_polar_question(question):  # "Yes, X does Y" answers a yes/no question in its words
+        return "it adds nothing to the question's own words"
+    return None
 
 
 def _pii_available() -> bool:
@@ -308,6 +377,8 @@ def evaluate_file(
     from generation.evaluation.report import build_summary, write_report
 
     started = time.monotonic()
+    if reference_file is None and cfg.evaluation.contamination.reference:
+        reference_file = Path(cfg.evaluation.contamination.reference).expanduser()
     data = load_input(input_path, reference_file)
     scorer = scorer or Scorer(cfg)
     results = scorer.score(data, progress)

@@ -108,15 +108,40 @@ def build_summary(data: Any, results: list[dict[str, Any]], cfg: RunConfig, judg
         mod: {"rows": e["rows"], "passed": e["passed"], "pass_rate": round(e["passed"] / e["rows"], 4), "flag_counts": dict(e["flag_counts"])}
         for mod, e in sorted(by_mod.items())
     }
+    summary["measured_precision"] = measured_precision()
     summary["tools"] = {
         "embedding": Embedder.name, "grammar": "harper-py (Harper), typography rules off", "spelling": "pyspellchecker",
         "near_duplicates": "datasketch MinHash LSH over word bigrams",
+        "plausibility": cfg.evaluation.plausibility.model or "off",
+        "claims": "configs/eval/lexicon.yaml (opposites, quantifiers, answer words), Snowball stems",
     }  # fmt: skip
     summary["input"] = str(data.path) if data.path else None
     summary["domain"] = {"pack": cfg.domain, **(cfg.domain_pack.model_dump() if cfg.domain_pack else {})}
     summary["elapsed_s"] = round(elapsed, 2)
     summary["config"] = cfg.evaluation.model_dump(mode="json")
     return summary
+
+
+def measured_precision() -> dict[str, Any]:
+    """Each flag's precision and recall measured on the labelled set (configs/eval/precision.json), for the report."""
+    from generation.config import PRECISION_FILE
+
+    try:
+        data = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        code: {k: entry.get(k) for k in ("precision", "precision_ci", "recall", "recall_ci", "positives", "flagged")}
+        for code, entry in (data.get("flags") or {}).items()
+    } | {"_source": f"{data.get('labels')} ({data.get('pairs')} labelled pairs; bench/evaluator.py)"}
+
+
+def _precision_cell(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("precision") is None:
+        return "not measured"
+    ci = entry.get("precision_ci") or [None, None]
+    interval = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci[0] is not None else ""
+    return f"{entry['precision']:.2f}{interval}, recall {entry['recall']:.2f}" if entry.get("recall") is not None else f"{entry['precision']:.2f}{interval}"
 
 
 # ----------------------------------------------------------------------------------------- the page
@@ -153,9 +178,9 @@ def _plots(results: list[dict[str, Any]], summary: dict[str, Any]) -> list[tuple
     fig.tight_layout()
     plots.append(("Flag counts", _png(fig)))
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.hist([r["hardness"] for r in results], bins=20, range=(0, 1), color="#228833")
+    ax.hist([r["hardness"] for r in results if r.get("hardness") is not None], bins=20, range=(0, 1), color="#228833")
     ax.axvline(summary["config"]["thresholds"]["hardness_min"], color="k", linestyle="--", label="rejected_easy below")
-    ax.set_xlabel("hardness of the rejected answer (0 absurd/unrelated .. 1 plausible)")
+    ax.set_xlabel("hardness: sqrt of the per-token likelihood ratio rejected/chosen (0 implausible .. 1 as natural)")
     ax.legend()
     fig.tight_layout()
     plots.append(("Hardness of rejected answers", _png(fig)))
@@ -164,7 +189,7 @@ def _plots(results: list[dict[str, Any]], summary: dict[str, Any]) -> list[tuple
 
 _SEVERITY = {  # which rows of a flag to show first: the most severe
     "off_topic": lambda r: min(r["relevance_chosen"], r["relevance_rejected"]),
-    "rejected_easy": lambda r: r["hardness"],
+    "rejected_easy": lambda r: r["hardness"] if r.get("hardness") is not None else 1.0,
     "rejected_agrees": lambda r: -r["agreement"],
     "chosen_doubtful": lambda r: r.get("judge_chosen_correct") or 0.0,
 }
@@ -205,13 +230,17 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
         "<h2>Headline figures</h2><table>",
         *(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in heads),
         "</table>",
-        "<h2>Flags</h2><table><tr><th>code</th><th>pairs</th><th>rate</th><th>meaning</th><th>excludes from filtered.csv</th></tr>",
+        "<h2>Flags</h2>",
+        f"<p>Measured precision: of the pairs the flag marks in the labelled set {_esc(summary.get('measured_precision', {}).get('_source', ''))}, "
+        "the share that truly have the defect (95% bootstrap interval), and the recall there. A rate is only as good as that precision.</p>",
+        "<table><tr><th>code</th><th>pairs</th><th>rate</th><th>measured precision</th><th>meaning</th><th>excludes from filtered.csv</th></tr>",
     ]
     gate = set(cfg.evaluation.gate.fail_on_flags)
     for code, meaning in FLAG_CODES.items():
         label = meaning + (f" ({UNVERIFIED}: judge not capable)" if code == "chosen_doubtful" and not summary["judge_capable"] else "")
         out.append(
             f"<tr><td><code>{code}</code></td><td>{summary['flag_counts'][code]}</td><td>{summary['flag_rates'][code]:.1%}</td>"
+            f"<td>{_esc(_precision_cell(summary.get('measured_precision', {}).get(code)))}</td>"
             f"<td>{_esc(label)}</td><td>{'yes' if code in gate else 'no'}</td></tr>"
         )
     out.append("</table>")

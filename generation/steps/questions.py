@@ -21,6 +21,7 @@ from generation.config import ModificationWeights, PromptsConfig, QuestionFilter
 from generation.dedup import NearDuplicateIndex
 from generation.errors import ConfigError
 from generation.preprocess import normalise_question
+from generation.question_intent import not_informational
 from generation.steps.base import Fields, LLMStep, Reject, Reply, Row
 from generation.steps.common import DroppedRow, derive_seed, first_match, render_messages, strip_preamble, word_count
 
@@ -97,7 +98,7 @@ def check_question(question: str, filters: QuestionFilters) -> str | None:
         return "meta_text"
     if "?" not in question and (filters.require_question_mark or not QUESTION_WORDS.match(question)):
         return "not_a_question"
-    if first_match(question, filters.addressed_to_reader_patterns):
+    if first_match(question, filters.addressed_to_reader_patterns) or not_informational(question):
         return "addressed_to_reader"
     return None
 

@@ -1,0 +1,239 @@
+"""The evaluator's per-flag precision and recall on a labelled set, with bootstrap intervals, and its speed.
+
+    python bench/evaluator.py                        # tests/data/eval/labelled.yaml: dev, held-out and all
+    python bench/evaluator.py --labels my_set.csv    # your own labelled pairs (CSV or YAML, see below)
+    python bench/evaluator.py --write                # also store the figures in configs/eval/precision.json
+    python bench/evaluator.py --time-pairs 300       # also time the whole evaluation of 300 pairs
+
+A labels file is either our YAML (a list of pairs with ``prompt``, ``chosen``, ``rejected`` and a ``labels``
+mapping flag -> true/false, optional ``split`` and ``source``) or a CSV with columns ``prompt``, ``chosen``,
+``rejected`` and one column per labelled flag (yes/no, true/false or 1/0). Flags without a label column are
+not measured. The pairs are evaluated as one file in their order (``duplicate_prompt`` looks backwards),
+exactly as ``synthgen evaluate`` does, with the default config (``-c``/``--set`` change it).
+The last line printed is the headline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from generation.config import BUNDLED_CONFIGS, load_config  # noqa: E402
+from generation.errors import InputDataError  # noqa: E402
+from generation.evaluation.evaluate import FLAG_CODES, evaluate_file  # noqa: E402
+
+DEFAULT_LABELS = REPO / "tests" / "data" / "eval" / "labelled.yaml"
+PRECISION_FILE = BUNDLED_CONFIGS / "eval" / "precision.json"
+# The flags issue 15 sets goals for (precision and recall >= 0.8 with >= 20 positives).
+GOAL_FLAGS = ("rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "question_not_informational")
+TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n", ""}
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    """Pairs with ``labels`` (flag -> bool), ``split`` and ``source`` from our YAML or a CSV; one-line errors."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise InputDataError(f"{path}: expected a list of labelled pairs")
+        pairs = []
+        for index, item in enumerate(data):
+            if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+                raise InputDataError(f"{path}: pair {index}: needs prompt, chosen, rejected and a labels mapping")
+            for field in ("prompt", "chosen", "rejected"):
+                if not isinstance(item.get(field), str) or not item[field].strip():
+                    raise InputDataError(f"{path}: pair {index}: empty or missing {field}")
+            unknown = set(item["labels"]) - set(FLAG_CODES)
+            if unknown:
+                raise InputDataError(f"{path}: pair {index}: unknown flag(s) {sorted(unknown)}")
+            pairs.append({**item, "labels": {k: bool(v) for k, v in item["labels"].items()}})
+        return pairs
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("prompt", "chosen", "rejected") if c not in columns]
+        if missing:
+            raise InputDataError(f"{path}: missing column(s) {missing}")
+        flags = [c for c in columns if c in FLAG_CODES]
+        if not flags:
+            raise InputDataError(f"{path}: no label column (one of {', '.join(FLAG_CODES)})")
+        pairs = []
+        for index, row in enumerate(reader):
+            labels = {}
+            for flag in flags:
+                value = (row.get(flag) or "").strip().lower()
+                if value not in TRUE | FALSE:
+                    raise InputDataError(f"{path}: row {index}: {flag}: {row.get(flag)!r} is not yes/no")
+                labels[flag] = value in TRUE
+            pairs.append({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"], "labels": labels,
+                          "split": row.get("split") or "all", "source": {"kind": row.get("source") or "user"}})  # fmt: skip
+        return pairs
+
+
+def bootstrap_interval(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, resamples: int, seed: int) -> tuple[list, list]:
+    """95% percentile intervals of precision and recall, resampling pairs (one 0/1 vector each)."""
+    rng = np.random.default_rng(seed)
+    n = tp.size
+    idx = rng.integers(0, n, size=(resamples, n))
+    t, f, m = tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = t / (t + f), t / (t + m)
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        values = values[~np.isnan(values)]
+        return [round(float(v), 3) for v in np.quantile(values, [0.025, 0.975])] if values.size else None
+
+    return interval(precision), interval(recall)
+
+
+def figures(pairs: list[dict[str, Any]], flags_found: list[set[str]], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per labelled flag: positives, flagged, TP/FP/FN, precision and recall with intervals; clean-pair false alarms."""
+    out: dict[str, Any] = {"pairs": len(pairs), "flags": {}}
+    labelled = sorted({f for p in pairs for f in p["labels"]}, key=list(FLAG_CODES).index)
+    for flag in labelled:
+        rows = [(p["labels"][flag], flag in found) for p, found in zip(pairs, flags_found) if flag in p["labels"]]
+        truth = np.array([t for t, _ in rows], dtype=bool)
+        pred = np.array([f for _, f in rows], dtype=bool)
+        tp, fp, fn = truth & pred, ~truth & pred, truth & ~pred
+        entry: dict[str, Any] = {"positives": int(truth.sum()), "flagged": int(pred.sum()), "tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())}
+        entry["precision"] = round(entry["tp"] / entry["flagged"], 3) if entry["flagged"] else None
+        entry["recall"] = round(entry["tp"] / entry["positives"], 3) if entry["positives"] else None
+        entry["precision_ci"], entry["recall_ci"] = bootstrap_interval(tp.astype(float), fp.astype(float), fn.astype(float), resamples, seed)
+        out["flags"][flag] = entry
+    clean = [found for p, found in zip(pairs, flags_found) if not any(p["labels"].values())]
+    out["clean_pairs"] = len(clean)
+    out["clean_pairs_flagged"] = sum(bool(found) for found in clean)
+    return out
+
+
+def evaluate_pairs(pairs: list[dict[str, Any]], cfg: Any, folder: Path) -> tuple[list[set[str]], list[dict[str, str]], dict[str, Any]]:
+    """Run ``synthgen evaluate`` on the pairs as one CSV; returns each row's flags, the scores and the summary."""
+    from generation.io import read_csv_rows, write_csv
+
+    path = folder / "pairs.csv"
+    write_csv(path, ["prompt", "chosen", "rejected"], ({k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs))
+    summary = evaluate_file(path, folder / "eval", cfg, progress=False)
+    scores = read_csv_rows(folder / "eval" / "scores.csv", ["flags"])
+    return [set(s["flags"].split(";")) - {""} for s in scores], scores, summary
+
+
+def time_pairs(pairs: list[dict[str, Any]], n: int, cfg: Any, folder: Path) -> dict[str, float]:
+    """Wall and CPU seconds of evaluating ``n`` distinct pairs (the set's answers recombined) in a fresh process state."""
+    from generation.io import write_csv
+
+    k = len(pairs)
+    rows = [
+        {"prompt": pairs[i % k]["prompt"] + ("" if i < k else f" ({i // k})"), "chosen": pairs[i % k]["chosen"],
+         "rejected": pairs[(i + i // k) % k]["rejected"]}
+        for i in range(n)
+    ]  # fmt: skip
+    path = folder / "timing.csv"
+    write_csv(path, ["prompt", "chosen", "rejected"], rows)
+    wall, cpu = time.monotonic(), time.process_time()
+    evaluate_file(path, folder / "timing", cfg, progress=False)
+    return {"pairs": n, "wall_s": round(time.monotonic() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+
+
+def fmt(entry: dict[str, Any], key: str) -> str:
+    value, ci = entry.get(key), entry.get(f"{key}_ci")
+    if value is None:
+        return "   -              "
+    return f"{value:5.2f} [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else f"{value:5.2f}"
+
+
+def print_table(title: str, result: dict[str, Any]) -> None:
+    print(f"\n{title}: {result['pairs']} pairs; clean pairs flagged {result['clean_pairs_flagged']}/{result['clean_pairs']}")
+    print(f"  {'flag':30s} {'pos':>4s} {'flagged':>7s}  {'precision [95% CI]':20s} {'recall [95% CI]':20s}")
+    for flag, e in result["flags"].items():
+        print(f"  {flag:30s} {e['positives']:4d} {e['flagged']:7d}  {fmt(e, 'precision'):20s} {fmt(e, 'recall'):20s}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("-c", "--config", type=Path, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--split", default="all",
+                        help="report only this split (all pairs are still evaluated together, in order)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--time-pairs", type=int, default=0, help="also time evaluating this many pairs")
+    parser.add_argument("--write", action="store_true", help=f"store the figures in {PRECISION_FILE.relative_to(REPO)}")
+    parser.add_argument("--json", type=Path, default=None, help="also write all figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    try:
+        pairs = read_labels(args.labels)
+    except (InputDataError, OSError, yaml.YAMLError) as exc:
+        print(f"bench/evaluator.py: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    # the gate does not change any flag; fixing it keeps the bench independent of the precision file it writes
+    cfg = load_config(args.config, ["evaluation.gate.fail_on_flags=[]", *args.overrides])
+    started, cpu0 = time.monotonic(), time.process_time()
+    with tempfile.TemporaryDirectory(prefix="synthgen-bench-eval-") as tmp:
+        found, _, _ = evaluate_pairs(pairs, cfg, Path(tmp))
+        elapsed = {"wall_s": round(time.monotonic() - started, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
+        timing = time_pairs(pairs, args.time_pairs, cfg, Path(tmp)) if args.time_pairs else None
+    report: dict[str, Any] = {
+        "labels": str(args.labels.resolve().relative_to(REPO)) if args.labels.resolve().is_relative_to(REPO) else str(args.labels),
+        "labels_sha256": hashlib.sha256(args.labels.read_bytes()).hexdigest(),
+        "evaluation_s": elapsed,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    selected = [i for i, p in enumerate(pairs) if args.split == "all" or p.get("split") == args.split]
+    groups = {"all" if args.split == "all" else args.split: selected}
+    if args.split == "all":
+        for name in sorted({str(p.get("split")) for p in pairs if p.get("split")}):
+            groups[name] = [i for i in selected if pairs[i].get("split") == name]
+    for kind in ("generated", "written"):
+        members = [i for i in selected if (pairs[i].get("source") or {}).get("kind") == kind]
+        if members:
+            groups[f"{kind} ({args.split})" if args.split != "all" else kind] = members
+    for name, members in groups.items():
+        report[name] = figures([pairs[i] for i in members], [found[i] for i in members], args.resamples)
+        print_table(name, report[name])
+    if timing:
+        report["timing"] = timing
+        print(f"\ntiming: {timing['pairs']} pairs evaluated in {timing['wall_s']} s wall, {timing['cpu_s']} s CPU (load may be shared)")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.write and args.split == "all":
+        stored = {
+            "about": "measured by bench/evaluator.py on the labelled set; precision/recall per flag with 95% bootstrap intervals",
+            "labels": report["labels"], "labels_sha256": report["labels_sha256"],
+            "flags": report["all"]["flags"], **{name: report[name]["flags"] for name in report if name.startswith("heldout")},
+            "pairs": report["all"]["pairs"],
+        }  # fmt: skip
+        PRECISION_FILE.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {PRECISION_FILE}")
+    parts = [name for name in report if name.startswith("heldout")] or ["all" if args.split == "all" else args.split]
+    summaries = []
+    for part in parts:
+        head = report[part]
+        goal = [f for f in GOAL_FLAGS if f in head["flags"]]
+        met = [f for f in goal if (head["flags"][f]["precision"] or 0) >= 0.8 and (head["flags"][f]["recall"] or 0) >= 0.8]
+        low_p = min(((head["flags"][f]["precision"] or 0), f) for f in goal) if goal else (None, "")
+        low_r = min(((head["flags"][f]["recall"] or 0), f) for f in goal) if goal else (None, "")
+        summaries.append(
+            f"{part} ({head['pairs']} pairs): {len(met)}/{len(goal)} goal flags at precision and recall >= 0.8, lowest precision "
+            f"{low_p[0]} ({low_p[1]}), lowest recall {low_r[0]} ({low_r[1]}), clean pairs flagged {head['clean_pairs_flagged']}/{head['clean_pairs']}"
+        )
+    speed = f"; {timing['pairs']} pairs in {timing['wall_s']} s wall / {timing['cpu_s']} s CPU" if timing else ""
+    print("evaluator on " + "; ".join(summaries) + speed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

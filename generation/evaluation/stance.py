@@ -1,0 +1,337 @@
+"""Do two answers make the same claims? Cues that compare claims, not topics.
+
+A sentence-embedding similarity says two answers are about the same thing; it scores a contradiction as
+high as a paraphrase. :func:`compare_claims` therefore looks for evidence in both directions:
+
+* **differ** cues: opposite answers to a yes/no question; aligned sentences (the rejected sentence and the
+  chosen sentence that share most content) that differ by a negation, by an antonym or opposite quantifier
+  (``configs/eval/lexicon.yaml``, or a negating prefix: safe/unsafe), or by the numbers they state;
+  recommended actions of the rejected answer that the chosen answer does not recommend.
+* **agree** evidence: the same yes/no answer, and rejected sentences that each have a close counterpart in
+  the chosen answer (high similarity *and* shared content words).
+
+``rejected_agrees`` is raised only on agree evidence with no differ cue (:attr:`ClaimComparison.agrees`).
+More evidence (e.g. a judge's "do these answers make the same claims?") can be passed in as extra
+:class:`Cue` objects and weighs like the others.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from generation.config import BUNDLED_CONFIGS, read_yaml_mapping
+
+LEXICON_FILE = BUNDLED_CONFIGS / "eval" / "lexicon.yaml"
+
+# Negation cues: a closed grammatical class of English.
+NEGATIONS = frozenset(
+    "not no never cannot can't cant don't dont doesn't doesnt isn't isnt aren't arent won't wont wasn't "
+    "weren't shouldn't wouldn't couldn't hasn't haven't didn't neither nor none nothing without".split()
+)
+# Closed-class function words (grammar, not content).
+FUNCTION_WORDS = frozenset(
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
+    "those there their they them he she his her we our you your i my me which who whom whose what when where how why "
+    "do does did has have had can could may might will would should must shall also often usually very more most "
+    "each every any some such than then so because while about into over after before during can also just other "
+    "one ones like well may might even still only many much few both either whether its it's they're you're there's "
+    "s t re ve ll d".split()
+)
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty "
+    "hundred thousand million billion half once twice".split()
+)
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_POLAR_START = re.compile(
+    r"^\s*(is|are|was|were|am|can|could|do|does|did|should|would|will|may|might|must|has|have|had|isn't|aren't|"
+    r"doesn't|don't|can't|shouldn't)\b",
+    re.IGNORECASE,
+)
+# An advice sentence: an imperative opening, or "you should/must/need to ...", "it is best to ...".
+_ADVICE = re.compile(
+    r"^\s*(?:(?:you|they|people|patients|one) (?:should|must|need to|have to|ought to)|it is (?:best|important|"
+    r"recommended|advisable|wise|essential) to|(?:try|make sure|be sure) to|(?:always|never|do not|don't) )?\s*"
+    r"(?P<verb>[a-z]+)\b",
+    re.IGNORECASE,
+)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (apostrophes kept inside words)."""
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def sentences(text: str) -> list[str]:
+    """Split text into sentences on ., ! and ? followed by space, and on line breaks."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The Snowball (Porter 2) stem of a lower-case word."""
+    return _stemmer().stemWord(word)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Stemmed opposites, negating prefixes and yes/no answer words (configs/eval/lexicon.yaml)."""
+
+    opposites: dict[str, frozenset[str]]
+    prefixes: tuple[str, ...]
+    yes_words: tuple[str, ...]
+    no_words: tuple[str, ...]
+    verbs: frozenset[str] = frozenset()  # stems that appear in a pair: words whose polarity can flip
+
+    def opposite(self, a: str, b: str) -> bool:
+        """Whether stems ``a`` and ``b`` are opposites (listed, or one is the other with a negating prefix)."""
+        if b in self.opposites.get(a, ()):
+            return True
+        for prefix in self.prefixes:
+            if (a == prefix + b or b == prefix + a) and len(min(a, b, key=len)) >= 4:
+                return True
+        return False
+
+
+@functools.lru_cache(maxsize=4)
+def load_lexicon(path: Path = LEXICON_FILE, extra: tuple[tuple[str, str], ...] = ()) -> Lexicon:
+    """The bundled lexicon (plus ``extra`` opposite pairs from a config)."""
+    data = read_yaml_mapping(path)
+    opposites: dict[str, set[str]] = {}
+    pairs = [*(data.get("antonyms") or []), *(data.get("quantifier_opposites") or []), *extra]
+    for pair in pairs:
+        a, b = (stem(str(w).lower()) for w in pair)
+        opposites.setdefault(a, set()).add(b)
+        opposites.setdefault(b, set()).add(a)
+    answers = data.get("answer_words") or {}
+    return Lexicon(
+        {k: frozenset(v) for k, v in opposites.items()},
+        tuple(data.get("negating_prefixes") or ()),
+        tuple(answers.get("yes") or ()),
+        tuple(answers.get("no") or ()),
+        frozenset(opposites),
+    )
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One piece of evidence: ``says`` is "differ" or "agree"; ``text`` is what the evidence column shows."""
+
+    kind: str
+    says: str
+    text: str
+
+
+@dataclass
+class ClaimComparison:
+    """The cues found for one chosen/rejected pair and the verdict."""
+
+    cues: list[Cue] = field(default_factory=list)
+    support: float = 0.0  # mean similarity of each rejected sentence to its closest chosen sentence
+    coverage: float = 0.0  # share of the rejected answer's content words (beyond the question's) found in the chosen answer
+
+    @property
+    def differs(self) -> list[Cue]:
+        return [c for c in self.cues if c.says == "differ"]
+
+    @property
+    def agrees(self) -> bool:
+        """No differ cue, and agree evidence beyond a shared yes/no (which alone says nothing of the rest)."""
+        return not self.differs and any(c.says == "agree" and c.kind != "yes_no" for c in self.cues)
+
+    def evidence(self) -> str:
+        return "; ".join(c.text for c in (self.cues if self.agrees else self.differs))
+
+
+def content_stems(text: str) -> list[str]:
+    """Stems of the content words of ``text`` (function words, negations and numbers left out)."""
+    return [stem(w) for w in words(text) if w not in FUNCTION_WORDS and w not in NEGATIONS and not w.isdigit()]
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers a text states (digits, and number words)."""
+    return {n.replace(",", "") for n in _NUMBER.findall(text)} | (set(words(text)) & NUMBER_WORDS)
+
+
+def negated_stems(text: str, reach: int = 1) -> set[str]:
+    """Stems of the first ``reach`` content words after each negation, within five words ("do not treat" ->
+    treat, "is not contagious" -> contagi, "without the structure cracking" -> structur (reach 2: + crack))."""
+    tokens = words(text)
+    out = set()
+    for i, token in enumerate(tokens):
+        if token in NEGATIONS:
+            found = [t for t in tokens[i + 1 : i + 6] if t not in FUNCTION_WORDS and t not in NEGATIONS][:reach]
+            out.update(stem(t) for t in found)
+    return out
+
+
+def negation_flip(a: str, b: str, a_stems: set[str], b_stems: set[str]) -> str | None:
+    """A word negated in one sentence and asserted in the other (present there, not in a negation's reach), or None."""
+    head_a, head_b = negated_stems(a), negated_stems(b)
+    reach_a, reach_b = negated_stems(a, 2), negated_stems(b, 2)
+    for word in sorted((head_a & b_stems) - reach_b):
+        return word
+    for word in sorted((head_b & a_stems) - reach_a):
+        return word
+    return None
+
+
+def is_polar_question(question: str) -> bool:
+    """A yes/no question: it opens with an auxiliary or modal verb ("is", "can", "should"...)."""
+    return bool(_POLAR_START.match(question))
+
+
+def answer_polarity(answer: str, lexicon: Lexicon) -> str | None:
+    """"yes" or "no" when the answer opens by committing to one (its first words), else None."""
+    head = " ".join(words(answer)[:4])
+    for label, options in (("no", lexicon.no_words), ("yes", lexicon.yes_words)):
+        for option in sorted(options, key=len, reverse=True):
+            if head == option or head.startswith(option + " "):
+                return label
+    return None
+
+
+def _opposite_pair(a_stems: set[str], b_stems: set[str], lexicon: Lexicon) -> tuple[str, str] | None:
+    """A stem that only one side has, whose opposite the other side has ("prices fall" vs "prices rise")."""
+    for x in sorted(a_stems - b_stems):
+        for y in sorted(b_stems):
+            if lexicon.opposite(x, y):
+                return x, y
+    for y in sorted(b_stems - a_stems):
+        for x in sorted(a_stems):
+            if lexicon.opposite(x, y):
+                return x, y
+    return None
+
+
+_STOPPING = frozenset("stop avoid quit skip never don't dont not no cease".split())
+
+
+def advice_stems(text: str) -> dict[str, bool]:
+    """The main verbs and objects of the advice sentences of ``text`` ("Rinse with salt water"), each stem
+    mapped to False when the advice is to stop or avoid it ("stop brushing", "avoid sugar"), else True."""
+    out: dict[str, bool] = {}
+    for sentence in sentences(text):
+        match = _ADVICE.match(sentence)
+        if not match:
+            continue
+        verb = match.group("verb").lower()
+        opener = sentence[: match.start("verb")].strip()
+        if not opener and (verb in FUNCTION_WORDS or verb.endswith(("ing", "ed", "s")) or verb in NEGATIONS):
+            continue  # not an imperative ("Eating...", "Antibiotics...", "The...")
+        for clause in re.split(r",|;|\band\b|\bor\b", sentence[match.start("verb") :]):
+            tokens = words(clause)
+            stopping = bool(tokens) and tokens[0] in _STOPPING or words(opener)[-1:] in (["never"], ["not"])
+            for stem_ in content_stems(clause)[:3]:
+                if stem_ not in {stem(w) for w in _STOPPING}:
+                    out.setdefault(stem_, not stopping)
+    return out
+
+
+def lexicon_stems(text: str, lexicon: Lexicon) -> set[str]:
+    """Stems of the words of ``text`` that have an opposite in the lexicon, function words included ("often")."""
+    return {s for s in (stem(w) for w in words(text)) if s in lexicon.verbs}
+
+
+def align(rejected: Sequence[list[str]], chosen: Sequence[list[str]], similarity: np.ndarray | None = None) -> list[tuple[int, int, float]]:
+    """For each rejected sentence (content stems), the chosen sentence it shares most with: (r, c, score).
+
+    The score is the embedding similarity when ``similarity`` [len(rejected), len(chosen)] is given, else
+    the Jaccard overlap of content stems.
+    """
+    out = []
+    for i, r in enumerate(rejected):
+        best, best_score = -1, -1.0
+        for j, c in enumerate(chosen):
+            if similarity is not None:
+                score = float(similarity[i, j])
+            else:
+                union = set(r) | set(c)
+                score = len(set(r) & set(c)) / len(union) if union else 0.0
+            if score > best_score:
+                best, best_score = j, score
+        if best >= 0:
+            out.append((i, best, best_score))
+    return out
+
+
+def compare_claims(
+    question: str,
+    chosen: str,
+    rejected: str,
+    lexicon: Lexicon | None = None,
+    sentence_similarity: np.ndarray | None = None,
+    claim_similarity_min: float = 0.75,
+    coverage_min: float = 0.3,
+    extra_cues: Iterable[Cue] = (),
+) -> ClaimComparison:
+    """Compare the claims of ``rejected`` with those of ``chosen`` (see the module docstring).
+
+    ``sentence_similarity`` is the cosine similarity matrix of the rejected sentences (rows) and the chosen
+    sentences (columns) as split by :func:`sentences`; without it, claims are aligned by shared words only.
+    Agree evidence: no differ cue, the rejected sentences are on average ``claim_similarity_min`` similar to
+    their closest chosen sentences, and ``coverage_min`` of the rejected answer's content words beyond the
+    question's occur in the chosen answer.
+    """
+    lexicon = lexicon or load_lexicon()
+    result = ClaimComparison(list(extra_cues))
+    if is_polar_question(question):
+        pc, pr = answer_polarity(chosen, lexicon), answer_polarity(rejected, lexicon)
+        if pc and pr:
+            result.cues.append(Cue("yes_no", "differ" if pc != pr else "agree", f"answers {pr!r} like the chosen {pc!r}" if pc == pr else f"answers {pr!r}, the chosen {pc!r}"))
+    c_sents, r_sents = sentences(chosen), sentences(rejected)
+    c_stems = [content_stems(s) for s in c_sents]
+    r_stems = [content_stems(s) for s in r_sents]
+    chosen_stems = {s for stems in c_stems for s in stems}
+    similarities = []
+    for i, j, score in align(r_stems, c_stems, sentence_similarity):
+        r_set, c_set = set(r_stems[i]), set(c_stems[j])
+        similarities.append(score)
+        if len(r_set & c_set) < 2:
+            continue  # nothing aligned: a different claim, neither agreement nor a flip
+        pair_text = f"{r_sents[i][:70]!r} vs {c_sents[j][:70]!r}"
+        negated = negation_flip(r_sents[i], c_sents[j], r_set, c_set)
+        if negated:
+            result.cues.append(Cue("negation", "differ", f"{negated!r} negated on one side only: {pair_text}"))
+            continue
+        pair = _opposite_pair(r_set | lexicon_stems(r_sents[i], lexicon), c_set | lexicon_stems(c_sents[j], lexicon), lexicon)
+        if pair:
+            result.cues.append(Cue("antonym", "differ", f"opposite words {pair[0]!r}/{pair[1]!r}: {pair_text}"))
+            continue
+        nr, nc = numbers(r_sents[i]), numbers(c_sents[j])
+        if nr and nc and nr != nc:
+            result.cues.append(Cue("number", "differ", f"numbers {sorted(nr)} vs {sorted(nc)}: {pair_text}"))
+    advice_r, advice_c = advice_stems(rejected), advice_stems(chosen)
+    if advice_r and advice_c:
+        flipped_advice = sorted(k for k in advice_r.keys() & advice_c.keys() if advice_r[k] != advice_c[k])
+        pair = _opposite_pair(set(advice_r), set(advice_c), lexicon)
+        if flipped_advice:
+            result.cues.append(Cue("action", "differ", f"advises the opposite about {flipped_advice[0]!r}"))
+        elif pair:
+            result.cues.append(Cue("action", "differ", f"opposite advice {pair[0]!r}/{pair[1]!r}"))
+        elif not set(advice_r) & chosen_stems:
+            result.cues.append(Cue("action", "differ", f"recommends {sorted(advice_r)[:4]}, absent from the chosen answer"))
+    new = set(content_stems(rejected)) - set(content_stems(question))  # what the rejected answer adds to the question
+    result.coverage = len(new & chosen_stems) / len(new) if new else 0.0
+    result.support = float(np.mean(similarities)) if similarities else 0.0
+    if len(new) >= 2 and result.coverage >= coverage_min and result.support >= claim_similarity_min:
+        result.cues.append(Cue(
+            "claims", "agree",
+            f"restates the chosen answer: {result.coverage:.0%} of its content words beyond the question are in the chosen "
+            f"answer, sentence similarity {result.support:.2f}, no negation, antonym, number or advice difference",
+        ))  # fmt: skip
+    return result

@@ -1,0 +1,188 @@
+"""Each cue of the evaluator on its own: claim comparison, self-corrections and -contradictions, non-answers,
+the "not an informational question" rule (shared with the generation filter) and LM plausibility."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from generation.config import QuestionFilters, load_config
+from generation.evaluation import detectors as det
+from generation.evaluation.evaluate import not_an_answer
+from generation.evaluation.plausibility import hardness, shared_scorer
+from generation.evaluation.stance import answer_polarity, compare_claims, is_polar_question, load_lexicon, negated_stems
+from generation.question_intent import not_informational
+from generation.steps.questions import check_question
+
+REPO = Path(__file__).resolve().parent.parent
+LEX = load_lexicon()
+PATTERNS = det.load_patterns(load_config(None).evaluation)
+
+
+def kinds(question: str, chosen: str, rejected: str) -> set[str]:
+    return {cue.kind for cue in compare_claims(question, chosen, rejected, LEX).differs}
+
+
+# ------------------------------------------------------------------------------------ claim comparison
+
+
+def test_yes_no_polarity():
+    assert is_polar_question("Do antibiotics cure the flu?") and not is_polar_question("What cures the flu?")
+    assert answer_polarity("No, antibiotics do not treat the flu.", LEX) == "no"
+    assert answer_polarity("Yes. They do.", LEX) == "yes" and answer_polarity("Antibiotics kill bacteria.", LEX) is None
+    assert "yes_no" in kinds("Do antibiotics cure the flu?", "No, antibiotics do not treat the flu.", "Yes, antibiotics cure the flu.")
+
+
+def test_negation_in_scope_only():
+    assert negated_stems("Antibiotics do not treat the flu") == {"treat"}
+    assert "negation" in kinds("What treats acne?", "Benzoyl peroxide treats mild acne well.", "Benzoyl peroxide does not treat mild acne.")
+    # a negation elsewhere in the sentence, or over the same words on both sides, is no flip
+    assert not kinds("Is IBS contagious?", "IBS may not be contagious at all, doctors say.", "IBS is not contagious, doctors say.")
+    same = "the deck can expand and contract without the structure cracking"
+    assert "negation" not in kinds("Why expansion joints?", "Joints let the deck expand and contract without cracking the structure.", same)
+
+
+def test_antonyms_quantifiers_and_prefixes_from_the_general_lexicon():
+    assert "antonym" in kinds(
+        "How do rising interest rates affect bond prices?",
+        "When interest rates rise, the prices of existing bonds fall.",
+        "When interest rates rise, the prices of existing bonds rise as well.",
+    )
+    assert "antonym" in kinds("Is a ladder safe?", "A ladder is safe when it is footed on level ground.", "A ladder is unsafe when it is footed on level ground.")
+    assert "antonym" in kinds("Do bugs appear?", "Bugs often appear in untested code paths.", "Bugs rarely appear in untested code paths.")
+    assert kinds("Do bugs appear?", "Bugs always appear in untested code paths.", "Bugs never appear in untested code paths.")
+    assert LEX.opposite("legal", "illegal") and LEX.opposite("increas", "decreas") and not LEX.opposite("legal", "court")
+
+
+def test_numbers_and_advice():
+    assert "number" in kinds("How long does the flu last?", "The flu usually lasts five to seven days.", "The flu usually lasts two to three days.")
+    assert "action" in kinds(
+        "How can I help a mouth ulcer heal?",
+        "Rinse with salt water, and brush gently with a soft brush.",
+        "Eat more sugar and stop brushing your teeth for a week.",
+    )
+
+
+def test_agreement_needs_restated_content_and_no_differ_cue():
+    chosen = "Compound interest is interest earned on the original amount and on the interest already added."
+    paraphrase = "Compound interest is interest earned on the original amount and also on interest already added before."
+    similar = compare_claims("What is compound interest?", chosen, paraphrase, LEX)
+    assert similar.agrees and similar.coverage >= 0.5 and "restates the chosen answer" in similar.evidence()
+    other = compare_claims("What is compound interest?", chosen, "Compound interest is a fee that banks charge for closing an account early.", LEX)
+    assert not other.agrees  # same topic, a different claim: no agree evidence
+    flipped = compare_claims("Does X?", "Yes, aspirin thins the blood.", "No, aspirin thins the blood.", LEX)
+    assert not flipped.agrees and "answers 'no'" in flipped.evidence()
+    # a restatement of the question alone is no evidence of agreement
+    assert not compare_claims("why build the largest fuse for 216 amps", "The largest fuse for 216 amps is a big one.", "A fuse for 216 amps.", LEX).agrees
+
+
+# ------------------------------------------------------------------------ self-corrections, contradictions
+
+
+def test_self_correction_strong_and_ambiguous_markers():
+    chosen = "Gout is caused by uric acid crystals in the joints."
+    assert det.self_correction("Gout comes from tight shoes. Just kidding!", chosen, PATTERNS) == "Just kidding"
+    assert det.self_correction("Water boils at 50 C. Correct answer: it boils at 100 C.", chosen, PATTERNS)
+    assert det.self_correction("It comes from shoes. Slightly wrong: it is uric acid.", chosen, PATTERNS)
+    # "in reality" counts only when what follows restates the chosen answer
+    assert det.self_correction("Gout comes from shoes. In reality, gout is caused by uric acid crystals.", chosen, PATTERNS)
+    assert det.self_correction("In reality, every decision involves trade-offs and limited budgets.", chosen, PATTERNS) is None
+
+
+@pytest.mark.parametrize(
+    "text, question",
+    [
+        ("Yes, a CT scan cannot detect kidney stones.", "Can a CT scan detect kidney stones?"),
+        ("No, index funds are actively managed by stock pickers.", "Are index funds actively managed?"),
+        ("Minors can sign binding contracts. Minors cannot sign binding contracts.", ""),
+        ("Python lists keep the order of their items. Python lists do not keep the order of their items.", ""),
+        ("Yes, alcohol is safe with metronidazole, but alcohol with metronidazole is dangerous.", ""),
+        ("Exercise always makes depression worse and never makes it worse.", ""),
+    ],
+)
+def test_self_contradictions(text, question):
+    assert det.self_contradiction(text, PATTERNS, question)
+
+
+@pytest.mark.parametrize(
+    "text, question",
+    [
+        ("No, antibiotics do not treat viral infections.", "Do antibiotics treat viral infections?"),
+        ("No. Index funds are passively managed.", "Are index funds actively managed?"),
+        ("Salt raises the boiling point. It does not speed up boiling.", ""),
+        ("The deck can expand in heat and contract in cold.", ""),
+    ],
+)
+def test_no_self_contradiction(text, question):
+    assert det.self_contradiction(text, PATTERNS, question) is None
+
+
+def test_not_an_answer():
+    assert "opens with a question" in not_an_answer("What causes IBS?", "Is it serious? Are you a doctor?")
+    assert "fragment" in not_an_answer("How does a balance transfer work?", "Credit Card Bills:")
+    assert "adds nothing" in not_an_answer("what causes ringing in the ears", "What causes ringing in the ears.")
+    assert not_an_answer("how long does recovery take", "The answer is 12 months.") is None  # a number is content
+    assert not_an_answer("Do I need a lawyer for small claims court?", "Yes, you need a lawyer for small claims court.") is None
+
+
+# --------------------------------------------------------------------------------- not informational
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "what can i do for you today?", "can you help me?", "what is your name?", "How long have you noticed the pain?",
+        "Are you still taking the new tablets?", "Could you explain to me how you would design this circuit?",
+        "what would you like me to do next", "Is there anything else you would like to know?", "Hello! How are you?",
+        "what do you think about my plan?", "whats your request", "why do people use this", "what is it?",
+        "is there a diet that can help with this condition", "can we discuss the filing process", "Here is a new question about flu",
+        "is there a topic youd like to discuss", "whats on your mind",  # contractions as preprocessing leaves them
+    ],
+)
+def test_not_informational_questions(question):
+    assert not_informational(question), question
+    assert check_question(question if question.endswith("?") else question + "?", QuestionFilters(min_words=1)) in ("addressed_to_reader", "meta_text")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "can you get shingles twice?", "how do you get rid of warts?", "what should you do if your child has a fever?",
+        "how long are you contagious with the flu?", "what happens if you stop taking statins?", "what exercises can i do for back pain?",
+        "how can i help my child with asthma?", "do you need antibiotics for strep throat?", "Is a verbal contract binding?",
+        "how do you answer a question in court?", "what is the treatment for this type of cancer?",
+        "whats the best treatment for acne?", "im pregnant can i take tylenol?",
+    ],
+)
+def test_informational_questions_with_generic_you_pass(question):
+    assert not_informational(question) is None, question
+    assert check_question(question, QuestionFilters()) is None
+
+
+def test_no_seed_question_of_any_domain_sample_is_flagged():
+    questions = []
+    for sample in sorted((REPO / "configs" / "samples").glob("*.csv")):
+        with open(sample, encoding="utf-8", newline="") as handle:
+            questions += [row["question"] for row in csv.DictReader(handle)]
+    assert len(questions) >= 250
+    assert [q for q in questions if not_informational(q)] == []
+
+
+# ----------------------------------------------------------------------------------------- plausibility
+
+
+def test_hardness_scale():
+    assert hardness(-2.0, -2.0, False) == 1.0 and hardness(-1.0, -3.0, False) == 1.0
+    assert hardness(-4.0, -2.0, False) == pytest.approx(0.3679, abs=1e-3)  # exp(-1)
+    assert hardness(-4.0, -2.0, True) == pytest.approx(0.1839, abs=1e-3)
+
+
+def test_language_model_finds_absurd_answers_less_likely():
+    scorer = shared_scorer(load_config(None).evaluation.plausibility)
+    question = "How should a minor burn be treated?"
+    sensible = "Cool the burn under cool running water for twenty minutes, then cover it with a clean dressing."
+    absurd = "Rub the burn with sand and gravel until it stops hurting, then paint it purple."
+    values = scorer.score([question, question], [sensible, absurd])
+    assert values[0] > values[1] + 0.5 and hardness(values[1], values[0], False) < 0.8
