@@ -114,7 +114,7 @@ class EmbeddedServer(LocalServer):
                 "--no-webui",
             ]  # fmt: skip
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "generation.endpoints.llama_cpp_server",  # llama_cpp.server, extra buffer types off
             "--model", str(model_file),
             "--model_alias", self.model_alias,
             "--host", "127.0.0.1",
