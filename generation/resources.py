@@ -45,10 +45,15 @@ def checkout_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "generation").is_dir() else None
 
 
+def side_python_variable(name: str) -> str:
+    """The environment variable that names a side environment's Python: ``SYNTHGEN_<NAME>_PYTHON``."""
+    return f"SYNTHGEN_{name.upper()}_PYTHON"
+
+
 def side_python(name: str) -> Path:
     """The Python of a side environment (``swarm``, ``vllm``): ``$SYNTHGEN_<NAME>_PYTHON``, else
     ``<checkout>/.venv-<name>/bin/python``."""
-    variable = f"SYNTHGEN_{name.upper()}_PYTHON"
+    variable = side_python_variable(name)
     configured = os.environ.get(variable)
     checkout = checkout_root()
     if configured:
@@ -58,7 +63,7 @@ def side_python(name: str) -> Path:
     else:
         raise ConfigError(f"{variable} is not set: point it at the Python of the environment that has the {name} engine installed")
     if not os.access(path, os.X_OK):
-        hint = f"set {variable}" if configured or checkout is None else f"run `make venv` or set {variable}"
+        hint = f"set {variable}" if configured or checkout is None else f"run `make venv{'-' + name if name == 'vllm' else ''}` or set {variable}"
         raise ConfigError(f"the {name} engine needs its own environment; {path} is not an executable Python ({hint})")
     return path
 

@@ -30,7 +30,9 @@ from generation.config import BackendConfig, EmbeddedServerConfig, SwarmConfig
 from generation.endpoints.embedded import locate_model_file
 from generation.endpoints.process import server_environment
 from generation.errors import ConfigError, ServerStartError
-from generation.resources import bundled_slurm_dir, side_python
+from generation.resources import bundled_slurm_dir, side_python, side_python_variable
+
+VLLM_VENV_LAUNCHER = "vllm-venv.sh"  # slurm/vllm-venv.sh: $VLLM_BIN for vLLM in its own environment
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ def resolve_vllm_bin(swarm: SwarmConfig) -> str | None:
     if swarm.vllm_bin is None or "/" not in swarm.vllm_bin:
         return swarm.vllm_bin
     path = Path(swarm.vllm_bin).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, bundled_slurm_dir().parent / path]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate.resolve())
@@ -188,7 +190,10 @@ def job_environment(swarm: SwarmConfig) -> dict[str, str]:
     """What the launcher (and so sbatch, which copies it into every job) gets: our environment without API keys,
     plus ``swarm.env`` and $VLLM_BIN."""
     vllm_bin = resolve_vllm_bin(swarm)
-    return server_environment({**swarm.env, **({"VLLM_BIN": vllm_bin} if vllm_bin else {})})
+    extra = {"VLLM_BIN": vllm_bin} if vllm_bin else {}
+    if vllm_bin and Path(vllm_bin).name == VLLM_VENV_LAUNCHER and side_python_variable("vllm") not in os.environ:
+        extra[side_python_variable("vllm")] = str(side_python("vllm"))  # the bundled launcher runs vLLM from this Python
+    return server_environment({**swarm.env, **extra})
 
 
 def launcher_spec(backend: BackendConfig, template: Path, job_name: str, output: Path) -> dict:

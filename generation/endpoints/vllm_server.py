@@ -9,25 +9,19 @@ looks up a distribution named ``vllm`` and fails. The server starts an engine co
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from generation.config import PROJECT_ROOT, EmbeddedServerConfig, VllmServerConfig
+from generation.config import EmbeddedServerConfig, VllmServerConfig
 from generation.endpoints.process import LocalServer, server_environment
-from generation.errors import ConfigError
+from generation.resources import side_python, side_python_variable
 
-VLLM_PYTHON_ENV = "SYNTHGEN_VLLM_PYTHON"
+VLLM_PYTHON_ENV = side_python_variable("vllm")
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
 def vllm_python() -> Path:
     """The Python of vLLM's environment: ``$SYNTHGEN_VLLM_PYTHON``, else the checkout's ``.venv-vllm``."""
-    configured = os.environ.get(VLLM_PYTHON_ENV)
-    path = Path(configured).expanduser() if configured else PROJECT_ROOT / ".venv-vllm" / "bin" / "python"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        how = f"${VLLM_PYTHON_ENV}" if configured else "run `make venv-vllm`, or set " + VLLM_PYTHON_ENV
-        raise ConfigError(f"the vllm engine needs vLLM's Python at {path} ({how})")
-    return path
+    return side_python("vllm")
 
 
 def served_model(cfg: VllmServerConfig) -> str:
