@@ -103,3 +103,38 @@ def test_a_failed_timed_commit_is_raised_by_the_next_call(tmp_path: Path):
             cache.put("b", VALUE)
 
     asyncio.run(go())
+
+
+def test_store_returns_only_once_its_group_is_committed(tmp_path: Path):
+    """The client awaits store(): a request counts as in flight until its result is on disk, so a crash after it
+    returned never sends the request again; results finished meanwhile share the commit."""
+    path = tmp_path / "c.sqlite"
+
+    async def go() -> tuple[set[str], set[str]]:
+        cache = RequestCache(path, flush_interval_s=0.05)
+        first = asyncio.ensure_future(cache.store("a", VALUE))
+        await asyncio.sleep(0.01)
+        seen_while_waiting = committed_keys(path) if not first.done() else {"done too early"}
+        await asyncio.gather(first, cache.store("b", VALUE))
+        committed = committed_keys(path)
+        cache.close()
+        return seen_while_waiting, committed
+
+    seen_while_waiting, committed = asyncio.run(go())
+    assert seen_while_waiting == set() and committed == {"a", "b"}
+
+
+def test_a_failed_group_commit_fails_the_store_calls_waiting_for_it(tmp_path: Path):
+    path = tmp_path / "c.sqlite"
+
+    async def go() -> BaseException | None:
+        cache = RequestCache(path, flush_interval_s=0.01)
+        cache._db.close()  # any commit now fails, like a full disk
+        try:
+            await cache.store("a", VALUE)
+        except sqlite3.Error as exc:
+            return exc
+        return None
+
+    error = asyncio.run(go())
+    assert isinstance(error, sqlite3.ProgrammingError)

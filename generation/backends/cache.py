@@ -1,10 +1,11 @@
 """On-disk cache of finished chat requests, so a rerun after a crash redoes only what was in flight.
 
 Writes are grouped: inside an event loop a finished request is committed within ``flush_interval_s``
-(5 ms) together with the others finished meanwhile (one transaction, WAL journal, ``synchronous=NORMAL``),
-so a crash loses at most the answers of those last milliseconds besides what was in flight; outside an
-event loop every ``put`` commits at once. ``close`` commits what is left. A failed commit (disk full)
-is raised by the next call.
+(5 ms) together with the others finished meanwhile (one transaction, WAL journal, ``synchronous=NORMAL``).
+:meth:`RequestCache.store` (what the client uses) returns only once its result is committed, so a request
+counts as in flight until it is on disk and a crash loses nothing but what was in flight; outside an event
+loop every ``put`` commits at once. ``close`` commits what is left. A failed grouped commit is raised in
+the ``store`` calls waiting for it (after a plain ``put``: by the next call).
 
 With a PII scrubber (``privacy.pii.enabled``, the default) a reply's text is scrubbed before it is
 stored, and what was masked is stored beside it (``masked_counts``), so no PII is kept in clear here and a
@@ -46,6 +47,7 @@ class RequestCache:
         self._pending: dict[str, str] = {}  # key -> JSON value, not yet committed
         self._flush_handle: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None  # a failed timed commit, raised by the next call
+        self._waiters: list[asyncio.Future[None]] = []  # store() calls waiting for the next commit
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
@@ -117,23 +119,42 @@ class RequestCache:
                 return
             self._flush_handle = loop.call_later(self.flush_interval_s, self._timed_flush)
 
+    async def store(self, key: str, value: dict[str, Any]) -> None:
+        """:meth:`put`, returning once the result is committed (with the others of its group)."""
+        self.put(key, value)
+        if key in self._pending:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
     def flush(self) -> None:
         """Commit every pending result in one transaction."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._pending:
-            return
-        with self._db:  # one transaction; rolled back if it fails
-            self._db.executemany("INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", self._pending.items())
-        self._pending.clear()
+        waiters, self._waiters = self._waiters, []
+        try:
+            if self._pending:
+                with self._db:  # one transaction; rolled back if it fails
+                    self._db.executemany("INSERT OR REPLACE INTO requests (key, value) VALUES (?, ?)", self._pending.items())
+                self._pending.clear()
+        except BaseException as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _timed_flush(self) -> None:
         self._flush_handle = None
+        waiting = bool(self._waiters)
         try:
             self.flush()
-        except Exception as exc:  # noqa: BLE001 - kept and raised by the next call, in the caller's context
-            self._error = exc
+        except Exception as exc:  # noqa: BLE001 - the waiting store() calls got it; otherwise raised by the next call
+            if not waiting:
+                self._error = exc
 
     def _raise_failed_flush(self) -> None:
         if self._error is not None:

@@ -485,7 +485,8 @@ class LLMClient:
                 return result
         result = await self._chat_uncached(request)
         if key is not None:
-            self.cache.put(key, {k: v for k, v in asdict(result).items() if k != "cached"})  # type: ignore[union-attr]
+            # returns once committed: a crash after this request finished never sends it again
+            await self.cache.store(key, {k: v for k, v in asdict(result).items() if k != "cached"})  # type: ignore[union-attr]
         return result
 
     async def _chat_uncached(self, request: ChatRequest) -> ChatResult:
