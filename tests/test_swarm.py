@@ -170,6 +170,7 @@ def test_filled_templates_are_valid_bash(tmp_path: Path, name: str):
         "job_name": "synthgen-x-0", "slurm_hosts_path": "slurm/hosts.txt", "model": "org/model", "revision": "main",
         "gpus": "8", "model_max_length": "32768", "model_input_length": "32668", "max_concurrent_requests": "64",
         "model_alias": "m", "python": sys.executable, "gguf_path": "/m.gguf", "n_threads": "1", "n_ctx": "2048",
+        "cpus_per_task": "12", "mem_per_cpu": "11G", "tensor_parallel_size": "8", "server_args": "--enforce-eager",
     }  # fmt: skip
     filled = fill_template(text, values)
     assert "{{" not in filled, f"unfilled placeholder in {name}"
