@@ -257,6 +257,10 @@ def gather_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], summary: 
             questions["rows_out"], questions["target"], questions["shortfall"], questions["give_ups"], RunPaths(out_dir).dropped,
         )  # fmt: skip
     if "responses" in stages:
+        from generation.steps.strategies import finish_pair_figures
+
+        pairs = ((row["chosen"], row["rejected"]) for row in iter_csv_rows(RunPaths(out_dir).pairs, PAIR_FIELDS))
+        finish_pair_figures(summary["stages"].setdefault("responses", {}), pairs, cfg)
         summary["publish"] = write_dataset_files(out_dir, cfg.publish.test_fraction, cfg.seed)
     if cfg.publish.csv_formula_guard:  # last: Parquet and splits above were built from the verbatim rows
         for csv_path in sorted(out_dir.glob("*.csv")):

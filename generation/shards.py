@@ -35,6 +35,7 @@ from generation.run.layout import (  # noqa: F401 - re-exported for executors
 )
 from generation.run.runner import Runner, StepStats
 from generation.steps.base import Row, Step
+from generation.steps.strategies import LENGTH_REASON, is_plain_prompted, pair_provenance, strategy_stats
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,15 @@ def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path
     for backend in (data.get("backend"), (data.get("fallback") or {}).get("backend")):
         for key in ("base_url", "max_concurrency", "timeout_s", "expected_tokens_per_s", "transport", "concurrency", "health_check"):
             (backend or {}).pop(key, None)
+    # a prompt that only another pair strategy uses decides nothing (base packs gained prompts.corrupt later)
+    if cfg.responses.strategy != "corrupt":
+        data["prompts"].pop("corrupt", None)
+    if not is_plain_prompted(cfg):  # these strategies decide with the evaluator's checks, scorer and judge
+        ev = cfg.evaluation
+        data["responses_checks"] = {
+            "thresholds": ev.thresholds.model_dump(mode="json"), "patterns": ev.patterns.model_dump(mode="json"), "antonyms": ev.antonyms,
+            "plausibility": ev.plausibility.model_dump(mode="json"), "judge": {"model": ev.judge.model, "rubric": ev.judge.rubric and ev.judge.rubric.model_dump()},
+        }  # fmt: skip
     data["execution"] = {"shards": cfg.execution.shards}
     data["stages"] = list(stages)
     if input_file is not None:
@@ -170,10 +180,9 @@ class ShardRun:
             self.planned = {}
             self.input_fields = ("qid", "origin", "question", "source_question", "modification")
         if "responses" in stages:
-            from generation.steps.chosen import ChosenStep
-            from generation.steps.rejected import RejectedStep
+            from generation.steps.strategies import response_steps
 
-            self.steps += [ChosenStep(cfg), RejectedStep(cfg)]
+            self.steps += response_steps(cfg)
 
     def rows(self, skip: int) -> Iterator[dict[str, Any]]:
         if "questions" in self.stages:
@@ -221,6 +230,12 @@ class ShardRun:
                     "fallback_used": fallback, "chosen_seed": chosen["seed"], "rejected_seed": rejected["seed"], "run_seed": self.cfg.seed,
                 },
             }  # fmt: skip
+            how = pair_provenance(self.cfg, fields)
+            if how is not None:
+                pair["provenance"]["pair"] = how
+            self.counters["length_fixed"] += any(d.reason.endswith(LENGTH_REASON) for d in row.dropped)
+        elif "responses" in self.stages and row.failed is not None and (row.failed_reason or "") == LENGTH_REASON:
+            self.counters["length_dropped"] += 1
         writer.write(question, pair, row.dropped)
 
     def stage_stats(self, runner: Runner) -> dict[str, Any]:
@@ -238,15 +253,16 @@ class ShardRun:
                 "near_duplicate_s": q.get("near_duplicate_s", 0.0), "near_duplicate_checks": q.get("near_duplicate_checks", 0),
             }  # fmt: skip
         if "responses" in self.stages:
-            chosen, rejected = StepStats.from_dict(steps["chosen"]), StepStats.from_dict(steps["rejected"])
+            answer_steps = [StepStats.from_dict(steps[step.name]) for step in self.steps if step.stage == "responses"]
             rows_in, pairs = self.counters["questions"], self.counters["pairs"]
             stats["responses"] = {
                 "rows_in": rows_in, "rows_out": pairs, "questions_dropped": rows_in - pairs,
-                "rejected_candidates": dict(sorted((chosen.rejected_candidates + rejected.rejected_candidates).items())),
+                "rejected_candidates": dict(sorted(sum((s.rejected_candidates for s in answer_steps), Counter()).items())),
                 "fallback_pairs": self.counters["fallback_pairs"],
-                "pii_masked": dict(sorted((chosen.pii_masked + rejected.pii_masked).items())),
+                "pii_masked": dict(sorted(sum((s.pii_masked for s in answer_steps), Counter()).items())),
                 "pii_masked_input": dict(sorted(self.masked_input.items())),
             }  # fmt: skip
+            stats["responses"].update(strategy_stats(self.cfg, answer_steps, self.counters))
         stats["engine"] = dict(runner.engine)
         return stats
 
