@@ -7,9 +7,11 @@ rejected, and asked again at once, when it
 - fails the rejected answer's own checks (empty, too short, ``responses.self_correction_patterns``);
 - corrects itself (the evaluator's ``rejected_self_corrects`` detector) or contradicts itself;
 - restates the chosen answer: the evaluator's claim comparison finds no differing claim (``restates_chosen``
-  when it finds agreement, ``no_claim_change`` when it finds neither). A token-set ratio would reject every
-  good minimal edit; the claim comparison looks for what changed: a negation, an antonym, a number, a flipped
-  yes/no or advice;
+  when it finds agreement, ``no_claim_change`` when it finds neither). A token-set ratio would reject every good
+  minimal edit; the claim comparison looks for what changed: a negation, an antonym, a number, a flipped yes/no
+  or advice;
+- is no minimal edit but another answer (``not_minimal``: less than half of its content words beyond the
+  question's are the chosen answer's);
 - with ``responses.length_control``: leaves the band of word-count ratios.
 
 The differing claims the comparison found are kept in the row's provenance (``pair.claim_changes``).
@@ -26,6 +28,9 @@ from generation.steps.common import derive_seed, render_messages
 from generation.steps.responses import AnswerStep, check_rejected_alone, parse_answer
 from generation.steps.strategies import length_reject
 
+# A minimal edit keeps most of the chosen answer: at least this share of the rewrite's content words (beyond the
+# question's) must occur in the chosen answer; below it the rewrite is another answer, not a corruption of this one.
+MIN_KEPT = 0.5
 _ANSWER_TAG = re.compile(r"<\s*(/?)\s*answer\s*>", re.IGNORECASE)
 
 
@@ -81,6 +86,8 @@ class CorruptStep(AnswerStep):
             return Reject("restates_chosen", comparison.evidence())
         if not comparison.differs:
             return Reject("no_claim_change", "the claim comparison finds no negation, antonym, number, yes/no or advice change")
+        if comparison.coverage < MIN_KEPT:
+            return Reject("not_minimal", f"only {comparison.coverage:.0%} of its content words beyond the question are in the chosen answer")
         if self.band is not None and (outside := length_reject(chosen, rewrite, self.band)):
             return outside
         return [cue.text for cue in comparison.differs]

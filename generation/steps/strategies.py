@@ -112,12 +112,17 @@ def strategy_stats(cfg: RunConfig, answer_steps: list[Any], counters: Any) -> di
     return out
 
 
-# Coarse buckets of the chosen/rejected word-count ratio shown in the card and the summary.
-RATIO_BUCKETS = ((0.0, 0.5), (0.5, 0.8), (0.8, 1.25), (1.25, 2.0), (2.0, float("inf")))
+# Coarse buckets of the chosen/rejected word-count ratio shown in the card and the summary; the middle one is
+# the default band, both ends included.
+RATIO_BUCKETS = ("<0.5", "0.5-0.8", "0.8-1.25", "1.25-2", ">2")
 
 
-def bucket_label(low: float, high: float) -> str:
-    return f"<{low:g}" if low == 0 else (f">={low:g}" if high == float("inf") else f"{low:g}-{high:g}")
+def ratio_bucket(ratio: float) -> str:
+    if ratio < 0.8:
+        return RATIO_BUCKETS[0] if ratio < 0.5 else RATIO_BUCKETS[1]
+    if ratio <= 1.25:
+        return RATIO_BUCKETS[2]
+    return RATIO_BUCKETS[3] if ratio <= 2 else RATIO_BUCKETS[4]
 
 
 def length_distribution(pairs: Any, band: tuple[float, float]) -> dict[str, Any]:
@@ -139,7 +144,7 @@ def length_distribution(pairs: Any, band: tuple[float, float]) -> dict[str, Any]
         log_ratio = math.log(max(ratio, 1e-6))
         log_sum += log_ratio
         bins[round(log_ratio * 100)] += 1
-        buckets[next(bucket_label(lo, hi) for lo, hi in RATIO_BUCKETS if ratio < hi)] += 1
+        buckets[ratio_bucket(ratio)] += 1
     if not n:
         return {"pairs": 0}
 
@@ -154,7 +159,7 @@ def length_distribution(pairs: Any, band: tuple[float, float]) -> dict[str, Any]
     return {
         "pairs": n, "median": quantile(0.5), "p10": quantile(0.1), "p90": quantile(0.9), "geometric_mean": round(math.exp(log_sum / n), 3),
         "band": list(band), "inside_band": inside, "inside_band_share": round(inside / n, 4),
-        "buckets": {bucket_label(lo, hi): buckets.get(bucket_label(lo, hi), 0) for lo, hi in RATIO_BUCKETS},
+        "buckets": {label: buckets.get(label, 0) for label in RATIO_BUCKETS},
     }  # fmt: skip
 
 
