@@ -86,8 +86,6 @@ def _difference(a: list[np.ndarray], b: list[np.ndarray], settings: CheckSetting
 
 def compare_runs(paths: Sequence[Path], out_dir: Path, model_cfg: DPOModelConfig, settings: CheckSettings) -> dict[str, Any]:
     """The whole comparison; writes ``dpo_compare.json`` and ``dpo_compare.png`` into ``out_dir`` and returns the report."""
-    import torch
-
     if settings.steps < 1 or settings.seeds < 1 or settings.batch_size < 1:
         raise ConfigError("--steps, --seeds and --batch-size must be at least 1")
     started = time.monotonic()
@@ -95,6 +93,8 @@ def compare_runs(paths: Sequence[Path], out_dir: Path, model_cfg: DPOModelConfig
     topics = shared_topics(runs)
     held_out_topics(topics, settings.eval_fraction, settings.seed)  # bad settings fail before a model loads
     lora_config(model_cfg)
+    import torch
+
     device = _resolve_device(settings.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     common: dict[str, list[SeedResult]] = {run.name: [] for run in runs}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.backends.client import LLMClient
+from generation.backends.routing import judge_route
 from generation.config import RunConfig
 from generation.errors import ConfigError, OutputWriteError, SynthgenError
 from generation.io import file_sha256, iter_csv_rows, write_json
@@ -266,7 +267,7 @@ class ShardRun:
         stats["engine"] = dict(runner.engine)
         return stats
 
-    async def run(self, client: LLMClient, writer: ShardWriter, resumed: ChunkState | None, show_progress: bool) -> dict[str, Any]:
+    async def run(self, client: Any, writer: ShardWriter, resumed: ChunkState | None, show_progress: bool) -> dict[str, Any]:
         skip = resumed.rows_consumed if resumed else 0
         earlier = self.restore(resumed, writer.dir) if resumed else {}
         if resumed is None and self.index is not None:
@@ -324,7 +325,9 @@ def run_shard(
     work = ShardRun(cfg, rank, world_size, stages, questions_file)
     shard_dir.mkdir(parents=True, exist_ok=True)
     layout.marker(rank).unlink(missing_ok=True)  # a stale or damaged marker must not survive a redo
-    with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache:
+    purposes = {step.name for step in work.steps}
+    with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache, \
+            judge_route(cfg, shard_dir, purposes) as routed:
         if cache is not None and (finished := len(cache)):
             log.info("shard %d/%d: resuming: %d finished request(s) in %s will not be sent again", rank, world_size, finished, paths.cache)
         writer = ShardWriter(shard_dir, fingerprint, cfg.execution.chunk_rows, cfg.execution.chunk_seconds)
@@ -332,7 +335,10 @@ def run_shard(
 
         async def generate() -> dict[str, Any]:
             async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
-                return await work.run(client, writer, resumed, show_progress)
+                if routed is None:
+                    return await work.run(client, writer, resumed, show_progress)
+                async with routed(client) as both:  # the ranked strategy's judge requests go to the judge
+                    return await work.run(both, writer, resumed, show_progress)
 
         try:
             outcome = asyncio.run(generate())

@@ -213,6 +213,23 @@ def test_ranked_pick_is_deterministic_under_the_seed_and_recorded():
     assert [r.get("chosen") for r in finished] == [o[1] for o in outcomes[0]]
 
 
+def test_ranked_with_a_judge_sends_the_scoring_requests_to_the_judge_client():
+    from generation.backends.routing import RoutedClient
+
+    cfg = config("responses.strategy=ranked", "responses.ranked.k=3", "evaluation.judge.model=qwen2.5-32b-instruct-vllm-judge")
+    grades = {ANSWERS[0]: "5", ANSWERS[1]: "4", ANSWERS[2]: "1"}
+    model = ScriptedClient(ranked_script(cfg), capacity=2, seed=3)
+    judge = ScriptedClient(lambda user, seed: next(g for text, g in grades.items() if text in user), capacity=2, seed=4)
+    [done], runner = run(response_steps(cfg), RoutedClient(model, {"ranked_judge": judge}), [row()])  # type: ignore[arg-type]
+    assert [s.name for s in response_steps(cfg)] == ["ranked", "ranked_judge", "ranked_pick"]
+    assert all(user.startswith("Answer this") for user, _ in model.requests) and len(model.requests) == 3
+    assert len(judge.requests) == 3 and all("truthfulness" in user and "<answer>" in user for user, _ in judge.requests)
+    assert done["chosen"] == ANSWERS[0] and done["rejected"] == ANSWERS[2]  # 5 against 1: the lowest is mean - 2 sd's nearest
+    meta = done["pair_meta"]
+    assert meta["scorer"].startswith("judge qwen2.5-32b") and [c["score"] for c in meta["candidates"]] == [5.0, 4.0, 1.0]
+    assert runner.stats["ranked_judge"].requests == 3
+
+
 # ------------------------------------------------------------------------------------- self-consistency
 
 
@@ -274,3 +291,37 @@ def test_length_control_resamples_and_accounts_in_dropped_csv_and_run_summary(tm
     assert all(0.8 <= p["pair"]["length_ratio"] <= 1.25 and p["pair"]["strategy"] == "prompted" for p in provenance)
     plain = [json.loads(line) for line in open(tmp_path / "off" / "questions_and_responses.provenance.jsonl", encoding="utf-8")]
     assert not any("pair" in p for p in plain)  # a plain prompted run's provenance is what it always was
+
+
+# ------------------------------------------------------------------------------------ on the real model
+
+
+@pytest.mark.model
+def test_ranked_pairs_scored_by_the_judge_on_the_embedded_model(tmp_path: Path, model_server: str):
+    """End to end on the embedded SmolLM2 (the session's server is also the judge, through its own client and
+    endpoint route): every pair comes from two scored samples of the chosen prompt."""
+    from tests.conftest import MODEL_ALIAS, synthgen, tiny_config
+
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(json.dumps({"backend": {"engine": "endpoint", "base_url": model_server, "model": MODEL_ALIAS}}), encoding="utf-8")
+    cfg = tiny_config(
+        tmp_path, model_server, questions={"seed_questions": 3, "target": 3},
+        responses={"strategy": "ranked", "ranked": {"k": 2, "margin": 0.0}},
+        evaluation={"enabled": False, "judge": {"model": str(judge)}},
+    )  # fmt: skip
+    out = tmp_path / "out"
+    result = synthgen("run", "-c", str(cfg), "-o", str(out), timeout=900)
+    assert result.returncode in (0, 3), result.stderr
+    summary = json.loads((out / "run_summary.json").read_text())
+    steps = summary["stages"]["steps"]
+    assert steps["ranked"]["requests"] >= 6 and steps["ranked_judge"]["requests"] >= 2
+    assert summary["usage"]["ranked_judge"]["total"]["requests"] == steps["ranked_judge"]["requests"] - steps["ranked_judge"]["cache_hits"]
+    provenance = [json.loads(line) for line in open(out / "questions_and_responses.provenance.jsonl", encoding="utf-8")]
+    pairs = list(csv.DictReader(open(out / "questions_and_responses.csv", encoding="utf-8")))
+    assert len(provenance) == len(pairs) == summary["rows"]["pairs"]
+    for record, pair in zip(provenance, pairs):
+        how = record["pair"]
+        assert how["strategy"] == "ranked" and how["scorer"].startswith("judge") and {how["chosen_id"], how["rejected_id"]} == {"ranked-0", "ranked-1"}
+        assert 1 <= how["score_rejected"] <= how["score_chosen"] <= 5 and pair["chosen"] != pair["rejected"]
+    assert (out / "shards" / "00000" / "cache" / "judge-requests.sqlite").is_file()
+    assert summary["stages"]["responses"]["per_kept_pair"]["requests"] >= 4 or not pairs
