@@ -737,6 +737,8 @@ class RunConfig(StrictModel):
             raise ValueError("responses.strategy corrupt needs prompts.corrupt (the base pack has one; a pack may override it)")
         if self.responses.strategy == "ranked" and self.responses.ranked.scorer == "judge" and not self.evaluation.judge.model:
             raise ValueError("responses.ranked.scorer judge needs evaluation.judge.model")
+        if self.responses.strategy == "ranked" and self.responses.self_consistency.k > 1:
+            raise ValueError("responses.self_consistency is for the prompted and corrupt strategies; ranked already samples responses.ranked.k answers")
         return self
 
     def public_dict(self) -> dict[str, Any]:

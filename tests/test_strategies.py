@@ -176,8 +176,9 @@ def test_sweet_spot_targets_mean_minus_two_sd_not_the_minimum_at_large_k():
 
 def test_pick_without_margin_or_band_is_a_reason():
     assert pick_pair([-1.0, -1.05], 0.1, "worst", 0) == Reject("no_margin", "no candidate scores 0.1 below the best (-1.0)")
-    outcome = pick_pair([-1.0, -2.0, -3.0], 0.1, "worst", 0, allowed=lambda best, other: False)
+    outcome = pick_pair([-1.0, -2.0, -3.0], 0.1, "worst", 0, [("usable", lambda b, o: o != 2), ("length_ratio", lambda b, o: o != 1)])
     assert isinstance(outcome, Reject) and outcome.reason == "length_ratio"
+    assert pick_pair([-1.0, -2.0, -3.0], 0.1, "worst", 0, [("usable", lambda b, o: o != 2)])[1] == 1  # type: ignore[index]
     assert pick_pair([None, -1.0], 0.1, "worst", 0).reason == "too_few_scores"  # type: ignore[union-attr]
 
 

@@ -72,7 +72,8 @@ class ClaimChecks:
 
     def answer_flags(self, question: str, answers: list[str]) -> list[list[str]]:
         """Per answer, the evaluator's single-answer flags: ``not_an_answer``, ``absurd``, ``self_contradictory``,
-        ``off_topic`` (question-answer similarity below ``relevance_min``, answers with 4+ content words)."""
+        ``off_topic`` (question-answer similarity below ``relevance_min``) or ``unrelated`` (below
+        ``easy_relevance_max``), the last two for answers with 4+ content words."""
         from generation.evaluation.evaluate import not_an_answer
         from generation.evaluation.stance import content_stems
 
@@ -87,7 +88,10 @@ class ClaimChecks:
                 flags.append("absurd")
             if self.contradicts_itself(answer, question):
                 flags.append("self_contradictory")
-            if rel < self.ev.thresholds.relevance_min and len(set(content_stems(answer))) >= 4:
-                flags.append("off_topic")
+            if len(set(content_stems(answer))) >= 4:  # a bare "12 months" has no topic to compare (as in the evaluator)
+                if rel < self.ev.thresholds.relevance_min:
+                    flags.append("off_topic")
+                elif rel < self.ev.thresholds.easy_relevance_max:
+                    flags.append("unrelated")  # as a rejected answer: rejected_easy
             out.append(flags)
         return out

@@ -6,10 +6,12 @@
    truthfulness question; offline, :class:`RankedScoreStep` uses a documented proxy: the answer's mean
    per-token log-likelihood under the reference model (``evaluation.plausibility``, default SmolLM2-135M)
    minus ``flag_penalty`` for each of the evaluator's single-answer flags (not an answer, absurd,
-   self-contradictory, off topic). The proxy rewards fluent, on-topic, typical text; it cannot tell a correct
+   self-contradictory, off topic or unrelated). The proxy rewards fluent, on-topic, typical text; it cannot tell a correct
    answer from a fluent wrong one;
-3. :class:`RankedPickStep`: chosen = the best; rejected = one at least ``margin`` below it (and with
-   ``length_control`` inside the band), picked by ``pick``: ``sweet_spot`` (the one closest to mean - 2 sd of the
+3. :class:`RankedPickStep`: chosen = the best; rejected = one at least ``margin`` below it that the evaluator's
+   gate would not drop as a rejected answer (not an answer, absurd, self-contradictory, or with the proxy
+   less than ``hardness_min`` as likely per token: ``rejected_easy``) and, with ``length_control``, inside the
+   band, picked by ``pick``: ``sweet_spot`` (the one closest to mean - 2 sd of the
    k scores, arXiv 2502.16825: best-against-worst degrades as k grows), ``random_lower`` (seeded) or ``worst``.
 
 Everything is a function of the replies and the run seed, so the pick is deterministic under the seed.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from generation.config import RunConfig
@@ -116,24 +119,29 @@ class RankedJudgeStep(LLMStep):
         return {"ranked_scores": [samples[i] or {"score": None, "method": "no_reply"} for i in range(n)]}
 
 
-def pick_pair(scores: list[float | None], margin: float, rule: str, seed: int, allowed: Any = None) -> tuple[int, int, dict[str, Any]] | Reject:
+def pick_pair(
+    scores: list[float | None], margin: float, rule: str, seed: int, filters: Sequence[tuple[str, Callable[[int, int], bool]]] = ()
+) -> tuple[int, int, dict[str, Any]] | Reject:  # fmt: skip
     """(chosen index, rejected index, how) from the candidates' scores, or a Reject.
 
     Chosen is the best score (ties: the lower index). Eligible rejected candidates score at least ``margin``
-    below it (and pass ``allowed(chosen, other)``, the length band). ``rule`` picks among them: ``sweet_spot`` the
-    one closest to mean - 2 sd of all scores, ``random_lower`` a random one (``seed``), ``worst`` the lowest.
+    below it and pass every ``(reason, keep(chosen, other))`` filter (a filter that leaves none is the Reject's
+    reason). ``rule`` picks among them: ``sweet_spot`` the one closest to mean - 2 sd of all scores,
+    ``random_lower`` a random one (``seed``), ``worst`` the lowest.
     """
     scored = [i for i, s in enumerate(scores) if s is not None]
     if len(scored) < 2:
         return Reject("too_few_scores", f"{len(scored)} of {len(scores)} candidates have a score")
     values = [scores[i] for i in scored]
     best = max(scored, key=lambda i: (scores[i], -i))
-    below = [i for i in scored if i != best and scores[i] <= scores[best] - margin]  # type: ignore[operator]
-    if not below:
-        return Reject("no_margin", f"no candidate scores {margin} below the best ({scores[best]})")
-    eligible = [i for i in below if allowed is None or allowed(best, i)]
+    eligible = [i for i in scored if i != best and scores[i] <= scores[best] - margin]  # type: ignore[operator]
     if not eligible:
-        return Reject(LENGTH_REASON, f"{len(below)} candidate(s) far enough below the best, none inside the length band")
+        return Reject("no_margin", f"no candidate scores {margin} below the best ({scores[best]})")
+    for reason, keep in filters:
+        kept = [i for i in eligible if keep(best, i)]
+        if not kept:
+            return Reject(reason, f"{len(eligible)} candidate(s) far enough below the best, none passes the {reason} filter")
+        eligible = kept
     mean, sd = statistics.fmean(values), statistics.pstdev(values)  # type: ignore[arg-type]
     how: dict[str, Any] = {"pick": rule, "score_mean": round(mean, 4), "score_sd": round(sd, 4)}
     if rule == "worst":
@@ -145,6 +153,11 @@ def pick_pair(scores: list[float | None], margin: float, rule: str, seed: int, a
         how["target"] = round(target, 4)
         other = min(eligible, key=lambda i: (abs(scores[i] - target), i))  # type: ignore[operator]
     return best, other, how
+
+
+# Flags of a candidate that make it a rejected answer the evaluator's gate drops (rejected_easy,
+# rejected_self_contradictory): never picked as the rejected side.
+UNUSABLE_REJECTED = frozenset({"not_an_answer", "absurd", "self_contradictory", "off_topic", "unrelated"})
 
 
 class RankedPickStep(RowStep):
@@ -160,18 +173,33 @@ class RankedPickStep(RowStep):
         self.cfg = cfg.responses.ranked
         self.run_seed = cfg.seed
         self.scorer = scorer
+        self.hardness_min = cfg.evaluation.thresholds.hardness_min
         control = cfg.responses.length_control
         self.band = control.band if control.enabled else None
+
+    def filters(self, texts: list[str], scored: list[dict[str, Any]]) -> list[tuple[str, Callable[[int, int], bool]]]:
+        """What a rejected candidate must pass besides the margin: not an answer the evaluator's gate drops (flags;
+        with the likelihood proxy also ``rejected_easy``'s hardness), and inside the length band when it is on."""
+        from generation.evaluation.plausibility import hardness
+
+        def usable(best: int, other: int) -> bool:
+            flags = set(scored[other].get("flags") or ())
+            if flags & UNUSABLE_REJECTED:
+                return False
+            loglik = scored[other].get("loglik"), scored[best].get("loglik")
+            return None in loglik or hardness(loglik[0], loglik[1], False) >= self.hardness_min  # type: ignore[arg-type]
+
+        filters: list[tuple[str, Callable[[int, int], bool]]] = [("no_usable_rejected", usable)]
+        if self.band is not None:
+            band = self.band
+            filters.append((LENGTH_REASON, lambda best, other: in_band(length_ratio(texts[best], texts[other]), band)))
+        return filters
 
     def process(self, row: Row) -> Fields | Reject:
         candidates, scored = row["ranked_candidates"], row["ranked_scores"]
         texts = [c["text"] for c in candidates]
-        allowed = None
-        if self.band is not None:
-            band = self.band
-            allowed = lambda best, other: in_band(length_ratio(texts[best], texts[other]), band)  # noqa: E731
         seed = derive_seed(self.run_seed, "ranked-pick", row["question"])
-        outcome = pick_pair([s["score"] for s in scored], self.cfg.margin, self.cfg.pick, seed, allowed)
+        outcome = pick_pair([s["score"] for s in scored], self.cfg.margin, self.cfg.pick, seed, self.filters(texts, scored))
         if isinstance(outcome, Reject):
             return outcome
         best, other, how = outcome
