@@ -309,8 +309,11 @@ def card(output_dir: Path) -> int:
 
 
 @cli.command("dpo-check")
+@click.argument("runs", nargs=-1, type=click.Path(path_type=Path, exists=True))
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Where dpo_check.json and dpo_check.png go; also the default place of the data.")  # fmt: skip
+              help="Where dpo_check.json and dpo_check.png (with --compare: dpo_compare.json/.png) go; also the default place of the data.")  # fmt: skip
+@click.option("--compare", is_flag=True,
+              help="Compare RUNS (run folders or pair files): the same model, held-out topics and seeds for each; which moved the held-out margin most.")  # fmt: skip
 @click.option("--data", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="prompt/chosen/rejected CSV or conversational JSONL (default: OUTDIR/questions_and_responses.csv).")  # fmt: skip
 @click.option("--model", "model_ref", default=None, metavar="CONFIG",
@@ -326,16 +329,24 @@ def card(output_dir: Path) -> int:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @handle_errors
 def dpo_check(
-    output_dir: Path, data: Path | None, model_ref: str | None, steps: int, eval_fraction: float, seeds: int,
-    seed: int, batch_size: int, learning_rate: float, beta: float, device: str,
+    runs: tuple[Path, ...], output_dir: Path, compare: bool, data: Path | None, model_ref: str | None, steps: int, eval_fraction: float,
+    seeds: int, seed: int, batch_size: int, learning_rate: float, beta: float, device: str,
 ) -> int:  # fmt: skip
-    """Check whether the pairs carry a learnable preference: held-out preference before and after a short DPO run."""
+    """Check whether the pairs carry a learnable preference: held-out preference before and after a short DPO run.
+
+    With --compare RUN_A RUN_B [...]: train on each run's pairs and say which moved the held-out margin most."""
     from generation.dpo_check import CheckSettings, load_dpo_model_config, run_check
 
     settings = CheckSettings(
         steps=steps, eval_fraction=eval_fraction, seeds=seeds, seed=seed, batch_size=batch_size,
         learning_rate=learning_rate, beta=beta, device=device,  # type: ignore[arg-type]
     )  # fmt: skip
+    if runs and not compare:
+        raise ConfigError(f"unexpected argument(s) {' '.join(map(str, runs))}: run folders are given with --compare")
+    if compare:
+        if data is not None:
+            raise ConfigError("--data and --compare exclude each other: give the runs (folders or pair files) as arguments")
+        return _dpo_compare(list(runs), output_dir, load_dpo_model_config(model_ref), settings)
     report = run_check(data or output_dir / "questions_and_responses.csv", output_dir, load_dpo_model_config(model_ref), settings)
     figures = report["figures"]
     lines = ["", f"DPO check on {report['pairs']} pairs ({report['topics']} topics), {seeds} seed(s), {steps} steps"]
@@ -349,6 +360,34 @@ def dpo_check(
     lines.append(f"  implicit reward accuracy {reward['estimate']:.3f} (95% CI {reward['ci_low']:.3f} .. {reward['ci_high']:.3f})")
     lines.append(f"  {report['verdict']}")
     lines.append(f"  elapsed {report['elapsed_s']:.0f} s, peak RSS {report['peak_rss_mb']:.0f} MB; {output_dir}/dpo_check.json")
+    click.echo("\n".join(lines), err=True)
+    return EXIT_OK
+
+
+def _dpo_compare(runs: list[Path], output_dir: Path, model_cfg: Any, settings: Any) -> int:
+    """``dpo-check --compare``: the side-by-side table, the differences and the statement."""
+    from generation.dpo_compare import COMPARE_JSON, compare_runs
+
+    report = compare_runs(runs, output_dir, model_cfg, settings)
+
+    def cell(f: dict[str, Any]) -> str:
+        return f"{f['estimate']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
+
+    lines = ["", f"DPO compare: {len(report['runs'])} runs, {report['shared_topics']} shared topics, {settings.seeds} seed(s), {settings.steps} steps",
+             "  common held-out pairs per seed: " + ", ".join(str(s["common_held_out_pairs"]) for s in report["splits"]),
+             f"  {'run':<24} {'accuracy before -> after':<26} {'accuracy change (95% CI)':<27} {'margin/token change (95% CI)':<29} reward accuracy"]  # fmt: skip
+    for run in report["runs"]:
+        f = run["figures"]
+        acc, norm, reward = f["preference_accuracy"], f["margin_length_normalised"], f["implicit_reward_accuracy"]
+        lines.append(
+            f"  {run['name'][:24]:<24} {acc['before']['estimate']:.3f} -> {acc['after']['estimate']:.3f}{'':<12} {cell(acc['delta']):<27} "
+            f"{cell(norm['delta']):<29} {reward['estimate']:.3f} [{reward['ci_low']:.3f}, {reward['ci_high']:.3f}]"
+        )
+    for diff in report["differences"]:
+        a, b = diff["runs"]
+        lines.append(f"  {a} - {b}: margin/token change {cell(diff['margin_per_token_change'])}, accuracy after {cell(diff['accuracy_after'])}")
+    lines.append(f"  {report['statement']}")
+    lines.append(f"  elapsed {report['elapsed_s']:.0f} s, peak RSS {report['peak_rss_mb']:.0f} MB; {output_dir / COMPARE_JSON}")
     click.echo("\n".join(lines), err=True)
     return EXIT_OK
 

@@ -111,6 +111,8 @@ class PromptsConfig(StrictModel):
     modify_question: ChatTemplate
     chosen: ChatTemplate
     rejected: ChatTemplate
+    # responses.strategy corrupt: rewrite the chosen answer ({answer}) so that one or two facts become wrong
+    corrupt: ChatTemplate | None = None
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> "PromptsConfig":
@@ -118,9 +120,14 @@ class PromptsConfig(StrictModel):
             "modify_question": {"question", "modification"},
             "chosen": {"question"},
             "rejected": {"question"},
+            "corrupt": {"question", "answer"},
         }
         for name, fields in allowed.items():
-            template: ChatTemplate = getattr(self, name)
+            template: ChatTemplate | None = getattr(self, name)
+            if template is None:
+                continue
+            if name == "corrupt" and "answer" not in {f for _, f, _, _ in string.Formatter().parse(template.user) if f}:
+                raise ValueError("prompts.corrupt.user: must contain {answer} (the chosen answer to rewrite)")
             for part in ("system", "user"):
                 text = getattr(template, part)
                 if text is None:
@@ -192,7 +199,50 @@ class QuestionsConfig(StrictModel):
     modification_weights: str | ModificationWeights | None = None
 
 
-class ResponsesConfig(StrictModel):
+class RankedConfig(StrictModel):
+    """``responses.strategy: ranked``: k answers from the chosen prompt, scored; chosen = the best, rejected = a
+    lower one at least ``margin`` below it, picked by ``pick`` (docs/pipeline.md, "Pair strategies")."""
+
+    k: int = Field(4, ge=2, le=32)
+    # score units: the judge's 1-5 truthfulness, or the proxy's nats per token (minus flag_penalty per flag)
+    margin: float = Field(0.1, ge=0)
+    # sweet_spot: the eligible answer closest to mean - 2 sd of the k scores (arXiv 2502.16825); random_lower:
+    # a seeded random eligible one (Zephyr/UltraFeedback); worst: the lowest (degrades as k grows)
+    pick: Literal["sweet_spot", "random_lower", "worst"] = "sweet_spot"
+    # auto: the judge when evaluation.judge.model is set, else the offline likelihood proxy
+    scorer: Literal["auto", "judge", "likelihood"] = "auto"
+    flag_penalty: float = Field(1.0, ge=0)  # proxy: subtracted per evaluator flag (not an answer, absurd, off topic...)
+
+
+class LengthControlConfig(StrictModel):
+    """``responses.length_control``: keep the chosen/rejected word-count ratio inside ``band`` by asking for another
+    rejected answer (up to ``max_attempts`` in all); a pair that cannot be fixed is dropped (reason ``length_ratio``)."""
+
+    enabled: bool = False
+    band: tuple[float, float] = (0.8, 1.25)
+    max_attempts: int = Field(6, ge=1, le=20)
+
+    @field_validator("band")
+    @classmethod
+    def _check_band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < band[0] <= 1 <= band[1]:
+            raise ValueError(f"expected [low, high] with 0 < low <= 1 <= high, got {list(band)}")
+        return band
+
+
+class SelfConsistencyConfig(StrictModel):
+    """``responses.self_consistency``: sample ``k`` chosen answers and keep one that the majority of the others do
+    not contradict (the evaluator's claim comparison); k = 1 is off."""
+
+    k: int = Field(1, ge=1, le=16)
+
+
+PAIR_STRATEGIES = ("prompted", "corrupt", "ranked")
+
+
+class ResponsesConfig(LaterKeysModel):
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("strategy", "ranked", "length_control", "self_consistency")
+
     max_attempts: int = Field(3, ge=1, le=20)
     min_words: int = Field(3, ge=1)
     max_words: int = Field(120, ge=1)
@@ -202,6 +252,12 @@ class ResponsesConfig(StrictModel):
 
     _regexes = field_validator("preamble_patterns", "self_correction_patterns")(_compile_all)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    # how a pair is built (docs/pipeline.md, "Pair strategies"): prompted = a chosen and an independent
+    # rejected prompt; corrupt = the chosen answer rewritten with one or two facts wrong; ranked = best of k
+    strategy: Literal["prompted", "corrupt", "ranked"] = "prompted"
+    ranked: RankedConfig = Field(default_factory=RankedConfig)
+    length_control: LengthControlConfig = Field(default_factory=LengthControlConfig)
+    self_consistency: SelfConsistencyConfig = Field(default_factory=SelfConsistencyConfig)
 
 
 class EmbeddedServerConfig(StrictModel):
@@ -677,6 +733,12 @@ class RunConfig(StrictModel):
     def _check_counts(self) -> "RunConfig":
         if self.questions.seed_questions is not None and self.questions.target < self.questions.seed_questions:
             raise ValueError("questions.target must be at least questions.seed_questions")
+        if self.responses.strategy == "corrupt" and self.prompts.corrupt is None:
+            raise ValueError("responses.strategy corrupt needs prompts.corrupt (the base pack has one; a pack may override it)")
+        if self.responses.strategy == "ranked" and self.responses.ranked.scorer == "judge" and not self.evaluation.judge.model:
+            raise ValueError("responses.ranked.scorer judge needs evaluation.judge.model")
+        if self.responses.strategy == "ranked" and self.responses.self_consistency.k > 1:
+            raise ValueError("responses.self_consistency is for the prompted and corrupt strategies; ranked already samples responses.ranked.k answers")
         return self
 
     def public_dict(self) -> dict[str, Any]:

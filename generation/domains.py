@@ -43,7 +43,7 @@ BASE_PACK = "_base"  # configs/domains/_base.yaml; names starting with "_" are n
 PACK_METADATA = ("name", "description")
 NOT_IN_A_PACK = ("domain", "model", "fallback", "domain_pack")
 # Texts in which "{domain}" means the pack's description (filled when the config is loaded).
-DOMAIN_TEXTS = (("prompts", "modify_question"), ("prompts", "chosen"), ("prompts", "rejected"),
+DOMAIN_TEXTS = (("prompts", "modify_question"), ("prompts", "chosen"), ("prompts", "rejected"), ("prompts", "corrupt"),
                 ("evaluation", "judge", "rubric"), ("mining", "prompt"))  # fmt: skip
 
 

@@ -393,15 +393,24 @@ def _conversational(pairs: Sequence[Pair]) -> Any:
 
 def run_seed(pairs: Sequence[Pair], model_cfg: DPOModelConfig, settings: CheckSettings, seed: int, device: str) -> SeedResult:
     """One split + training + before/after measurement."""
+    train, held = split_by_topic(pairs, settings.eval_fraction, seed)
+    (before,), (after,), history, train_s = train_and_measure(train, [held], model_cfg, settings, seed, device)
+    return SeedResult(seed, len(train), len(held), sorted({p.topic for p in held}), before, after, history, train_s)
+
+
+def train_and_measure(
+    train: Sequence[Pair], eval_sets: Sequence[Sequence[Pair]], model_cfg: DPOModelConfig, settings: CheckSettings, seed: int, device: str
+) -> tuple[list[Preference], list[Preference], list[dict[str, Any]], float]:  # fmt: skip
+    """A short DPO training on ``train`` from the start model (seed ``seed``); the preference on each evaluation set
+    before and after it, the training log and the training time."""
     import torch
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
-    train, held = split_by_topic(pairs, settings.eval_fraction, seed)
     set_seed(seed)
     peft_config = lora_config(model_cfg)
     model, tokenizer = load_model(model_cfg, device)
-    before = measure_preference(model, tokenizer, held, model_cfg.max_length)
+    before = [measure_preference(model, tokenizer, held, model_cfg.max_length) for held in eval_sets]
     ref_model = None
     if peft_config is None:
         # ref_model=None would make TRL reload the model from its config path (the GGUF): pass a frozen copy
@@ -436,14 +445,14 @@ def run_seed(pairs: Sequence[Pair], model_cfg: DPOModelConfig, settings: CheckSe
         trainer.train()
         train_s = time.monotonic() - start
     trained = trainer.model
-    after = measure_preference(trained, tokenizer, held, model_cfg.max_length)
+    after = [measure_preference(trained, tokenizer, held, model_cfg.max_length) for held in eval_sets]
     history = [
         {k: entry[k] for k in ("step", "loss", "rewards/accuracies", "rewards/margins") if k in entry}
         for entry in trainer.state.log_history
         if "loss" in entry
     ]
     del trainer, trained, model, ref_model
-    return SeedResult(seed, len(train), len(held), sorted({p.topic for p in held}), before, after, history, train_s)
+    return before, after, history, train_s
 
 
 def _summary(before: list[np.ndarray], after: list[np.ndarray], settings: CheckSettings, salt: int) -> dict[str, Any]:
@@ -546,8 +555,6 @@ def run_check(data: Path, out_dir: Path, model_cfg: DPOModelConfig, settings: Ch
 
 def write_plot(report: dict[str, Any], results: Sequence[SeedResult], path: Path) -> None:
     """Held-out length-normalised margin before/after, training loss and reward accuracy per seed."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -573,6 +580,15 @@ def write_plot(report: dict[str, Any], results: Sequence[SeedResult], path: Path
     acc = report["figures"]["preference_accuracy"]["delta"]
     fig.suptitle(f"{report['verdict']}  |  held-out accuracy change {acc['estimate']:+.2f} [{acc['ci_low']:+.2f}, {acc['ci_high']:+.2f}]", fontsize=9)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (readable by others) and close it."""
+    import os
+
+    import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)

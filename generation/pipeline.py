@@ -257,6 +257,10 @@ def gather_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], summary: 
             questions["rows_out"], questions["target"], questions["shortfall"], questions["give_ups"], RunPaths(out_dir).dropped,
         )  # fmt: skip
     if "responses" in stages:
+        from generation.steps.strategies import finish_pair_figures
+
+        pairs = ((row["chosen"], row["rejected"]) for row in iter_csv_rows(RunPaths(out_dir).pairs, PAIR_FIELDS))
+        finish_pair_figures(summary["stages"].setdefault("responses", {}), pairs, cfg)
         summary["publish"] = write_dataset_files(out_dir, cfg.publish.test_fraction, cfg.seed)
     if cfg.publish.csv_formula_guard:  # last: Parquet and splits above were built from the verbatim rows
         for csv_path in sorted(out_dir.glob("*.csv")):
@@ -432,10 +436,13 @@ def estimate(cfg: RunConfig) -> dict[str, Any]:
 
     q_prompt = prompt_tokens(render_messages(cfg.prompts.modify_question, question=sample_question, modification=cfg.modifications[0]))
     a_prompt = max(prompt_tokens(render_messages(t, question=sample_question)) for t in (cfg.prompts.chosen, cfg.prompts.rejected))
-    requests_min = n_synthetic + 2 * n_questions
-    requests_max = n_synthetic * cfg.questions.max_attempts + 2 * n_questions * cfg.responses.max_attempts
-    completion_tokens = n_synthetic * q_sampling.max_tokens + 2 * n_questions * r_sampling.max_tokens
-    prompt_total = n_synthetic * q_prompt + 2 * n_questions * a_prompt
+    from generation.steps.strategies import answers_per_question
+
+    answers = answers_per_question(cfg)  # 2 for the default (prompted) strategy
+    requests_min = n_synthetic + answers * n_questions
+    requests_max = n_synthetic * cfg.questions.max_attempts + answers * n_questions * cfg.responses.max_attempts
+    completion_tokens = n_synthetic * q_sampling.max_tokens + answers * n_questions * r_sampling.max_tokens
+    prompt_total = n_synthetic * q_prompt + answers * n_questions * a_prompt
     rate = cfg.backend.expected_tokens_per_s
     return {
         **seed_stats,

@@ -268,12 +268,13 @@ def build_card(
     )
 
     out: list[str] = [f"# {card_data.pretty_name}", ""]
+    responses_cfg = config.get("responses") or {}
+    strategy = responses_cfg.get("strategy") or "prompted"
     out.append(
         f"Synthetic preference (DPO) pairs made by synthgen {summary.get('synthgen_version', __version__)}"
         f" (run `{summary.get('config_name', config.get('name'))}`, status `{summary.get('status')}`,"
-        f" finished {summary.get('finished_at', 'unknown')}). Each row is a question (`prompt`), an answer generated with"
-        " the *correct answer* prompt (`chosen`) and one generated with the *plausible but incorrect answer* prompt"
-        f" (`rejected`). {n_pairs} pair(s)."
+        f" finished {summary.get('finished_at', 'unknown')}). Each row is a question (`prompt`), {STRATEGY_TEXT[strategy]}"
+        f" {n_pairs} pair(s)."
     )
     out += ["", "## Files", ""]
     forms = {"csv": "standard, CSV", "jsonl": "conversational, JSONL", "parquet": "standard, Parquet", "conversational.parquet": "conversational, Parquet"}
@@ -378,6 +379,9 @@ def build_card(
                            f"test_fraction {publish_report.get('test_fraction')}, seeded from the run seed"))  # fmt: skip
     out.append(_table(["stage", "rows in", "rows out", "notes"], count_rows))
 
+    out += ["", "## Pair construction and length", ""]
+    out += pair_section(strategy, responses_cfg, stages.get("responses") or {})
+
     out += ["", "## Quality", ""]
     if eval_summary:
         out.append(f"From `{EVAL_SUMMARY}`:")
@@ -390,7 +394,8 @@ def build_card(
     out += ["", "## Known limitations", ""]
     limits = [
         "Synthetic data: questions and answers were written by a language model, not by people, and were not reviewed by domain experts.",
-        "`rejected` answers are meant to be wrong; never use them as facts.",
+        "`rejected` answers are meant to be wrong; never use them as facts." if strategy != "ranked" else
+        "`rejected` answers were scored lower than `chosen` by the ranking score, which is not a correctness check; never use them as facts.",
     ]
     if not judge:
         limits.append("No judge model was used: whether `chosen` answers are actually correct, and `rejected` ones actually incorrect, is unverified.")
@@ -414,6 +419,48 @@ def build_card(
     out.append("Same config and seed give the same seed order and modification choices; model outputs repeat exactly only"
                " with the same model build and server (sampling is seeded per request).")  # fmt: skip
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(out) + "\n")
+
+
+STRATEGY_TEXT = {
+    "prompted": "an answer generated with the *correct answer* prompt (`chosen`) and one generated with the *plausible but"
+    " incorrect answer* prompt (`rejected`).",
+    "corrupt": "an answer generated with the *correct answer* prompt (`chosen`) and a minimal rewrite of it with one or two"
+    " facts made wrong (`rejected`, strategy `corrupt`).",
+    "ranked": "the best-scored of several answers generated with the *correct answer* prompt (`chosen`) and a lower-scored one"
+    " of them (`rejected`, strategy `ranked`).",
+}
+
+
+def pair_section(strategy: str, responses_cfg: dict[str, Any], responses: dict[str, Any]) -> list[str]:
+    """The card's lines on how pairs were built, what they cost, and the chosen/rejected length ratio."""
+    lines = [f"Strategy `{strategy}` (`responses.strategy`; see the `pair` record of each row in the provenance file)."]
+    ranked = responses_cfg.get("ranked") or {}
+    if strategy == "ranked":
+        lines[0] += (f" {ranked.get('k', 4)} answers per question, scored; pick rule `{ranked.get('pick', 'sweet_spot')}`,"
+                     f" minimum score margin {ranked.get('margin', 0.1)}.")  # fmt: skip
+    consistency = (responses_cfg.get("self_consistency") or {}).get("k", 1)
+    if consistency > 1:
+        lines[0] += f" Chosen answers: the one of {consistency} samples that the majority of the others do not contradict."
+    per_pair = responses.get("per_kept_pair")
+    if per_pair:
+        lines.append(f"Cost per published pair (answer steps, rows kept and dropped): {per_pair['requests']} requests,"
+                     f" {per_pair['prompt_tokens']} prompt and {per_pair['completion_tokens']} completion tokens.")  # fmt: skip
+    length = responses.get("length") or {}
+    if length.get("pairs"):
+        band = length["band"]
+        lines += ["", f"Chosen/rejected word-count ratio over {length['pairs']} pairs (DPO amplifies length differences): median"
+                  f" {length['median']}, 10th-90th percentile {length['p10']}-{length['p90']}; {length['inside_band_share']:.0%}"
+                  f" inside [{band[0]}, {band[1]}].", ""]  # fmt: skip
+        lines.append(_table(["ratio", *length["buckets"]], [["pairs", *length["buckets"].values()]]))
+    control = responses.get("length_control")
+    if control:
+        lines += ["", f"Length control on (`responses.length_control`, band {control['band']}): {control['resampled']} rejected"
+                  f" answer(s) asked again for length, {control['pairs_fixed']} pair(s) brought into the band,"
+                  f" {control['questions_dropped']} question(s) dropped because no answer fitted (`dropped.csv`, reason"
+                  " `length_ratio`)."]  # fmt: skip
+    else:
+        lines += ["", "Length control off: nothing kept the ratio inside a band."]
+    return lines
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.backends.client import LLMClient
+from generation.backends.routing import judge_route
 from generation.config import RunConfig
 from generation.errors import ConfigError, OutputWriteError, SynthgenError
 from generation.io import file_sha256, iter_csv_rows, write_json
@@ -35,6 +36,7 @@ from generation.run.layout import (  # noqa: F401 - re-exported for executors
 )
 from generation.run.runner import Runner, StepStats
 from generation.steps.base import Row, Step
+from generation.steps.strategies import LENGTH_REASON, is_plain_prompted, pair_provenance, strategy_stats
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,15 @@ def config_fingerprint(cfg: RunConfig, stages: tuple[str, ...], input_file: Path
     for backend in (data.get("backend"), (data.get("fallback") or {}).get("backend")):
         for key in ("base_url", "max_concurrency", "timeout_s", "expected_tokens_per_s", "transport", "concurrency", "health_check"):
             (backend or {}).pop(key, None)
+    # a prompt that only another pair strategy uses decides nothing (base packs gained prompts.corrupt later)
+    if cfg.responses.strategy != "corrupt":
+        data["prompts"].pop("corrupt", None)
+    if not is_plain_prompted(cfg):  # these strategies decide with the evaluator's checks, scorer and judge
+        ev = cfg.evaluation
+        data["responses_checks"] = {
+            "thresholds": ev.thresholds.model_dump(mode="json"), "patterns": ev.patterns.model_dump(mode="json"), "antonyms": ev.antonyms,
+            "plausibility": ev.plausibility.model_dump(mode="json"), "judge": {"model": ev.judge.model, "rubric": ev.judge.rubric and ev.judge.rubric.model_dump()},
+        }  # fmt: skip
     data["execution"] = {"shards": cfg.execution.shards}
     data["stages"] = list(stages)
     if input_file is not None:
@@ -170,10 +181,9 @@ class ShardRun:
             self.planned = {}
             self.input_fields = ("qid", "origin", "question", "source_question", "modification")
         if "responses" in stages:
-            from generation.steps.chosen import ChosenStep
-            from generation.steps.rejected import RejectedStep
+            from generation.steps.strategies import response_steps
 
-            self.steps += [ChosenStep(cfg), RejectedStep(cfg)]
+            self.steps += response_steps(cfg)
 
     def rows(self, skip: int) -> Iterator[dict[str, Any]]:
         if "questions" in self.stages:
@@ -221,6 +231,12 @@ class ShardRun:
                     "fallback_used": fallback, "chosen_seed": chosen["seed"], "rejected_seed": rejected["seed"], "run_seed": self.cfg.seed,
                 },
             }  # fmt: skip
+            how = pair_provenance(self.cfg, fields)
+            if how is not None:
+                pair["provenance"]["pair"] = how
+            self.counters["length_fixed"] += any(d.reason.endswith(LENGTH_REASON) for d in row.dropped)
+        elif "responses" in self.stages and row.failed is not None and (row.failed_reason or "") == LENGTH_REASON:
+            self.counters["length_dropped"] += 1
         writer.write(question, pair, row.dropped)
 
     def stage_stats(self, runner: Runner) -> dict[str, Any]:
@@ -238,19 +254,20 @@ class ShardRun:
                 "near_duplicate_s": q.get("near_duplicate_s", 0.0), "near_duplicate_checks": q.get("near_duplicate_checks", 0),
             }  # fmt: skip
         if "responses" in self.stages:
-            chosen, rejected = StepStats.from_dict(steps["chosen"]), StepStats.from_dict(steps["rejected"])
+            answer_steps = [StepStats.from_dict(steps[step.name]) for step in self.steps if step.stage == "responses"]
             rows_in, pairs = self.counters["questions"], self.counters["pairs"]
             stats["responses"] = {
                 "rows_in": rows_in, "rows_out": pairs, "questions_dropped": rows_in - pairs,
-                "rejected_candidates": dict(sorted((chosen.rejected_candidates + rejected.rejected_candidates).items())),
+                "rejected_candidates": dict(sorted(sum((s.rejected_candidates for s in answer_steps), Counter()).items())),
                 "fallback_pairs": self.counters["fallback_pairs"],
-                "pii_masked": dict(sorted((chosen.pii_masked + rejected.pii_masked).items())),
+                "pii_masked": dict(sorted(sum((s.pii_masked for s in answer_steps), Counter()).items())),
                 "pii_masked_input": dict(sorted(self.masked_input.items())),
             }  # fmt: skip
+            stats["responses"].update(strategy_stats(self.cfg, answer_steps, self.counters))
         stats["engine"] = dict(runner.engine)
         return stats
 
-    async def run(self, client: LLMClient, writer: ShardWriter, resumed: ChunkState | None, show_progress: bool) -> dict[str, Any]:
+    async def run(self, client: Any, writer: ShardWriter, resumed: ChunkState | None, show_progress: bool) -> dict[str, Any]:
         skip = resumed.rows_consumed if resumed else 0
         earlier = self.restore(resumed, writer.dir) if resumed else {}
         if resumed is None and self.index is not None:
@@ -308,7 +325,9 @@ def run_shard(
     work = ShardRun(cfg, rank, world_size, stages, questions_file)
     shard_dir.mkdir(parents=True, exist_ok=True)
     layout.marker(rank).unlink(missing_ok=True)  # a stale or damaged marker must not survive a redo
-    with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache:
+    purposes = {step.name for step in work.steps}
+    with mirrored_log(paths.run_log), primary_endpoint(cfg, paths) as base_url, open_cache(cfg, paths) as cache, \
+            judge_route(cfg, shard_dir, purposes) as routed:
         if cache is not None and (finished := len(cache)):
             log.info("shard %d/%d: resuming: %d finished request(s) in %s will not be sent again", rank, world_size, finished, paths.cache)
         writer = ShardWriter(shard_dir, fingerprint, cfg.execution.chunk_rows, cfg.execution.chunk_seconds)
@@ -316,7 +335,10 @@ def run_shard(
 
         async def generate() -> dict[str, Any]:
             async with LLMClient(cfg.backend, base_url, cfg.retry, cfg.fallback, cache) as client:
-                return await work.run(client, writer, resumed, show_progress)
+                if routed is None:
+                    return await work.run(client, writer, resumed, show_progress)
+                async with routed(client) as both:  # the ranked strategy's judge requests go to the judge
+                    return await work.run(both, writer, resumed, show_progress)
 
         try:
             outcome = asyncio.run(generate())

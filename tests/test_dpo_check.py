@@ -242,3 +242,51 @@ def test_fixed_seed_runs_are_reproducible(tmp_path: Path) -> None:
     second = run_check(data, tmp_path / "b", load_dpo_model_config(None), settings)
     assert first["seeds"][0]["log_history"] == second["seeds"][0]["log_history"]
     assert first["figures"] == second["figures"]
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+def test_compare_bad_usage_is_one_line_exit_2(tmp_path: Path) -> None:
+    from generation.dpo_compare import compare_runs
+
+    clear = write_fact_pairs(tmp_path / "clear.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("prompt,chosen,rejected\nwhat is x?,x is y.,x is z.\nwhat is w?,w is v.,w is u.\n", encoding="utf-8")
+    model = load_dpo_model_config(None)
+    for runs, expected in (([clear], "--compare needs at least two runs, got 1"), ([clear, other], "the runs share 0 topic"),
+                           ([clear, tmp_path / "missing.csv"], "missing.csv: file not found")):  # fmt: skip
+        with pytest.raises(InputDataError, match=expected):
+            compare_runs(runs, tmp_path / "out", model, CheckSettings())
+    result = synthgen("dpo-check", "-o", str(tmp_path / "out"), "--data", str(clear), "--compare", str(clear), str(clear))
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith("--data and --compare exclude each other: give the runs (folders or pair files) as arguments")
+    assert not (tmp_path / "out" / "dpo_compare.json").exists()
+
+
+@pytest.mark.dpo
+@pytest.mark.timeout(1200)
+def test_compare_names_the_run_that_moved_the_held_out_margin_most(tmp_path: Path) -> None:
+    """Two runs over the same 20 topics, one seed, 4 steps each: correct labels against half swapped."""
+    clear = tmp_path / "clear"
+    clear.mkdir()
+    write_fact_pairs(clear / "questions_and_responses.csv")
+    noisy = write_fact_pairs(tmp_path / "noisy.csv", swap_fraction=0.5, seed=3)
+    out = tmp_path / "compare"
+    result = synthgen("dpo-check", "--compare", str(clear), str(noisy), "-o", str(out), "--steps", "4", "--seeds", "1",
+                      "--batch-size", str(BATCH), timeout=1100)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "dpo_compare.json").read_text(encoding="utf-8"))
+    first, second = report["runs"]
+    assert (first["name"], second["name"]) == ("clear", "noisy") and report["shared_topics"] == 20
+    # the same base model on the same common held-out pairs: identical "before" figures
+    assert report["splits"][0]["common_held_out_pairs"] == 36
+    for key in ("preference_accuracy", "margin_length_normalised"):
+        assert first["figures"][key]["before"] == second["figures"][key]["before"]
+    assert report["most_moved"]["run"] == "clear" and report["most_moved"]["lead_over"] == "noisy"
+    assert report["most_moved"]["lead"]["ci_low"] > 0 and report["most_moved"]["beyond_noise"] is True
+    diff = report["differences"][0]
+    assert diff["runs"] == ["clear", "noisy"] and diff["margin_per_token_change"]["estimate"] == pytest.approx(report["most_moved"]["lead"]["estimate"])
+    assert first["own_held_out"]["figures"]["margin_length_normalised"]["delta"]["ci_low"] > 0
+    assert len(first["log_history"][0]) == 4 and first["train_pairs"] == [42]
+    assert (out / "dpo_compare.png").stat().st_size > 10_000
+    assert "clear moved the held-out margin/token most" in result.stderr and "beyond noise" in result.stderr

@@ -251,6 +251,7 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
         flags = ", ".join(f"{k} {v}" for k, v in sorted(entry["flag_counts"].items()))
         out.append(f"<tr><td>{_esc(mod)}</td><td>{entry['rows']}</td><td>{entry['pass_rate']:.0%}</td><td>{_esc(flags)}</td></tr>")
     out.append("</table>")
+    out.append(_length_section(data, cfg, Path(summary["input"]).parent / "run_summary.json" if summary.get("input") else None))
     out.append(_weights_section(cfg))
     out.append(_privacy_section(Path(summary["input"]).parent / "run_summary.json" if summary.get("input") else None))
     out.append("<h2>Worst examples per flag</h2>")
@@ -271,6 +272,48 @@ def write_report(path: Path, data: Any, results: list[dict[str, Any]], summary: 
     out.append("<h2>Tools and settings</h2><pre>" + _esc(json.dumps({"tools": summary["tools"], "config": summary["config"]}, indent=2)) + "</pre>")
     out.append("</body></html>")
     write_text(path, "\n".join(out))
+
+
+def _length_section(data: Any, cfg: RunConfig, run_summary: Path | None) -> str:
+    """The chosen/rejected word-count ratio of the evaluated pairs (DPO amplifies length differences), and the pair
+    strategy and length control of the run that made them when its run_summary.json is beside the input."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from generation.steps.strategies import length_distribution, length_ratio
+
+    band = cfg.responses.length_control.band
+    figures = length_distribution(((row["chosen"], row["rejected"]) for row in data.rows), band)
+    if not figures.get("pairs"):
+        return ""
+    responses: dict[str, Any] = {}
+    if run_summary is not None and run_summary.is_file():
+        try:
+            responses = json.loads(run_summary.read_text(encoding="utf-8")).get("stages", {}).get("responses") or {}
+        except (OSError, ValueError):
+            responses = {}
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.hist([math.log2(max(length_ratio(r["chosen"], r["rejected"]), 1e-3)) for r in data.rows], bins=30, color="#aa7744")
+    for edge in band:
+        ax.axvline(math.log2(edge), color="k", linestyle="--")
+    ax.set_xlabel("log2(chosen words / rejected words); dashed: the band")
+    fig.tight_layout()
+    made = f"Strategy <code>{_esc(responses.get('strategy', 'unknown'))}</code> (from the run's run_summary.json). " if responses else ""
+    control = responses.get("length_control")
+    if control:
+        made += (f"Length control: {control['resampled']} rejected answers asked again, {control['pairs_fixed']} pairs brought into the band, "
+                 f"{control['questions_dropped']} questions dropped. ")  # fmt: skip
+    buckets = "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in figures["buckets"].items())
+    return (
+        f"<h2>Length: chosen/rejected word-count ratio</h2><p>{made}Median {figures['median']}, 10th-90th percentile "
+        f"{figures['p10']}-{figures['p90']}; {figures['inside_band_share']:.0%} of pairs inside [{band[0]}, {band[1]}]. DPO learns length "
+        f"differences as readily as content (arXiv 2403.19159).</p><table><tr><th>ratio</th><th>pairs</th></tr>{buckets}</table>"
+        f"<img alt='length ratio' src='{_png(fig)}'>"
+    )
 
 
 def _privacy_section(run_summary: Path | None) -> str:

@@ -29,6 +29,8 @@ SPLIT_FORMATS = ("csv", "jsonl", "parquet", "conversational.parquet")
 
 # -- working files (run folder and every shard folder)
 CACHE = "cache/requests.sqlite"
+JUDGE_CACHE = "cache/judge-requests.sqlite"  # ranked pairs scored by the judge (replies unscrubbed: log-prob envelopes)
+JUDGE_SERVER_LOG = "logs/judge-server.log"
 RUN_LOG = "logs/synthgen.log"
 SERVER_LOG = "logs/embedded-server.log"
 VLLM_SERVER_LOG = "logs/vllm-server.log"

@@ -74,10 +74,11 @@ class AnswerStep(LLMStep):
 
     stage = "responses"
     needs = ("question",)
+    prompt = ""  # the template under prompts (default: the step's name)
 
     def __init__(self, cfg: RunConfig):
         self.config = cfg.responses
-        self.template: ChatTemplate = getattr(cfg.prompts, self.name)
+        self.template: ChatTemplate = getattr(cfg.prompts, self.prompt or self.name)
         self.sampling = cfg.responses.sampling
         self.max_attempts = cfg.responses.max_attempts
         self.run_seed = cfg.seed
@@ -87,4 +88,7 @@ class AnswerStep(LLMStep):
         return build_answer_messages(row["question"], self.template)
 
     def seed(self, row: Row, attempt: int, sample: int) -> int:
+        # sample 0 keeps the seed (and the cache key) of a one-sample step; more samples get their own
+        if sample:
+            return derive_seed(self.run_seed, self.name, row["question"], attempt, sample)
         return derive_seed(self.run_seed, self.name, row["question"], attempt)
