@@ -131,6 +131,7 @@ class RunStatus:
     process: dict[str, Any] | None = None  # local runs: pid, host, state (running / stopped), current task
     active: bool = False  # work is under way (a process holds the folder, or jobs are queued or running)
     logs: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why the executor's own view is missing
 
     def as_dict(self) -> dict[str, Any]:
         def task(status: TaskStatus) -> dict[str, Any]:
@@ -139,7 +140,7 @@ class RunStatus:
         return {
             "run_folder": str(self.out_dir), "executor": self.executor, "stages": list(self.stages), "world_size": self.world_size,
             "active": self.active, "process": self.process, "shards": {str(rank): task(s) for rank, s in self.shards.items()},
-            "gather": task(self.gather), "logs": self.logs,
+            "gather": task(self.gather), "logs": self.logs, "notes": self.notes,
         }  # fmt: skip
 
     def counts(self) -> dict[str, int]:
@@ -160,6 +161,7 @@ class RunStatus:
         lines.append(f"gather      {self.gather.describe()}")
         if self.logs:
             lines.append(f"logs        {self.logs}")
+        lines += [f"note        {note}" for note in self.notes]
         return lines
 
 
@@ -248,7 +250,10 @@ def run_status(out_dir: Path) -> RunStatus:
     """The state of any run folder: its files, and what the executor that ran it knows."""
     plan, executor = read_plan(out_dir)
     report = files_status(plan, executor)
-    executor_class(executor).add_detail(plan, report)
+    try:
+        executor_class(executor).add_detail(plan, report)
+    except (SynthgenError, OSError) as exc:  # e.g. no sacct on this machine: the files still tell most of it
+        report.notes.append(f"what only the {executor} executor knows is missing: {exc}")
     return report
 
 
