@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, synthgen, tiny_config
 from deterministic_endpoint import DeterministicEndpoint
-from generation.executors.base import RunPlan, read_plan, run_status
+from generation.executors.base import RunPlan, read_plan, run_status, write_plan_record
 from generation.executors.slurm import job_task_state
 from generation.run.layout import RUN_LOCK, RUN_PLAN
 
@@ -169,6 +169,20 @@ def test_status_and_gather_of_a_run_folder_from_before_the_plan_record(tmp_path:
     assert report.shards[0].state == "done" and report.shards[1].state == "pending"
     refused = synthgen("gather", "-o", str(out), cwd=tmp_path / "old-run")
     assert refused.returncode == 1 and "1 of 2 shard(s) are not complete" in refused.stderr
+
+
+def test_status_of_a_slurm_run_folder_where_slurm_cannot_be_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    shutil.copytree(OLD_RUN, tmp_path / "old-run")
+    monkeypatch.chdir(tmp_path / "old-run")
+    out = Path("run")
+    plan, _ = read_plan(out)
+    write_plan_record(plan, "slurm")
+    record = {**plan.record("slurm"), "shard_jobs": {"0": "41_0", "1": "41_1"}, "gather_job_id": "42", "log_folder": "slurm-logs"}
+    (out / "submission.json").write_text(json.dumps({"submissions": [record]}), encoding="utf-8")
+    monkeypatch.setenv("PATH", str(tmp_path))  # e.g. the folder copied to a machine without Slurm: no sacct
+    report = run_status(out)
+    assert report.executor == "slurm" and [s.state for s in report.shards.values()] == ["done", "done"]
+    assert len(report.notes) == 1 and "slurm executor" in report.notes[0] and "sacct" in report.notes[0]
 
 
 def test_status_of_a_folder_that_is_not_a_run_folder(tmp_path: Path):
