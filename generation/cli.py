@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,10 @@ from generation import __version__
 from generation.config import DEFAULT_CONFIG, RunConfig, dump_config_yaml, load_config, load_saved_config
 from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, ConfigError, RedactSecrets, SynthgenError, redact
 from generation.executors import EXECUTORS
+
+if TYPE_CHECKING:
+    from generation.executors.base import RunPlan
+    from generation.executors.slurm import SlurmExecutor
 
 log = logging.getLogger("generation")
 
@@ -234,11 +238,12 @@ def _run_stages(
     return EXIT_OK
 
 
-def _submit_and_follow(executor: Any, plan: Any, wait: bool) -> bool:
+def _submit_and_follow(executor: SlurmExecutor, plan: RunPlan, wait: bool) -> bool:
     """Submit a plan with the Slurm executor, print where its jobs are and, with ``wait``, follow them; True when
     every job completed (or, without ``wait``, once submitted)."""
     executor.launch(plan)
     submission, out_dir = executor.submission, plan.out_dir
+    assert submission is not None
     ranks = ",".join(map(str, submission.shard_jobs)) or "none"
     click.echo(f"array job   {submission.array_job_id or '-'} (shards {ranks} of {plan.world_size})")
     click.echo(f"gather job  {submission.gather_job_id}")
