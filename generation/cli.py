@@ -10,13 +10,18 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from generation import __version__
 from generation.config import DEFAULT_CONFIG, RunConfig, dump_config_yaml, load_config, load_saved_config
 from generation.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SHORTFALL, ConfigError, RedactSecrets, SynthgenError, redact
+from generation.executors import EXECUTORS
+
+if TYPE_CHECKING:
+    from generation.executors.base import RunPlan
+    from generation.executors.slurm import SlurmExecutor
 
 log = logging.getLogger("generation")
 
@@ -193,21 +198,70 @@ force_option = click.option(
 )  # fmt: skip
 
 
+def _remember_executor(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    ctx.meta["executor"] = value
+    return value
+
+
+executor_option = click.option(
+    "--executor", type=click.Choice(EXECUTORS), default="local", show_default=True, expose_value=False, callback=_remember_executor,
+    help="Where the shards run: local (one after another in this process) or slurm (a Submitit job array and a gather "
+    "job, followed until they end; like submit --wait).",
+)  # fmt: skip
+
+
 def _run_stages(
     cfg: RunConfig, output_dir: Path | None, stages: tuple[str, ...], questions_file: Path | None = None, command: str | None = None
 ) -> int:  # fmt: skip
-    from generation.pipeline import output_dir_for, run_pipeline
+    from generation.pipeline import output_dir_for, plan_run, run_pipeline
 
+    ctx = click.get_current_context()
     out_dir = output_dir_for(cfg, output_dir)
-    quiet = click.get_current_context().find_root().obj["verbosity"] < 0
-    force = bool(click.get_current_context().meta.get("force"))
-    summary = run_pipeline(cfg, out_dir, stages, questions_file, show_progress=not quiet, command=command, force=force)
+    quiet = ctx.find_root().obj["verbosity"] < 0
+    force = bool(ctx.meta.get("force"))
+    if ctx.meta.get("executor") == "slurm":
+        from generation.executors.slurm import SlurmExecutor
+        from generation.pipeline import read_summary
+
+        out_dir = out_dir.resolve()  # the jobs may start in another directory
+        plan = plan_run(cfg, out_dir, stages, questions_file, force)
+        if not _submit_and_follow(SlurmExecutor(cfg, out_dir, command), plan, wait=True):
+            return EXIT_FAILURE
+        summary = read_summary(out_dir)
+    else:
+        summary = run_pipeline(cfg, out_dir, stages, questions_file, show_progress=not quiet, command=command, force=force)
     _print_summary(summary, out_dir)
     shortfall = summary.get("stages", {}).get("questions", {}).get("shortfall", 0)
     if shortfall and cfg.strict:
         click.echo(f"synthgen: error: --strict: {shortfall} question(s) short of the target", err=True)
         return EXIT_SHORTFALL
     return EXIT_OK
+
+
+def _submit_and_follow(executor: SlurmExecutor, plan: RunPlan, wait: bool) -> bool:
+    """Submit a plan with the Slurm executor, print where its jobs are and, with ``wait``, follow them; True when
+    every job completed (or, without ``wait``, once submitted)."""
+    executor.launch(plan)
+    submission, out_dir = executor.submission, plan.out_dir
+    assert submission is not None
+    ranks = ",".join(map(str, submission.shard_jobs)) or "none"
+    click.echo(f"array job   {submission.array_job_id or '-'} (shards {ranks} of {plan.world_size})")
+    click.echo(f"gather job  {submission.gather_job_id}")
+    click.echo(f"logs        {submission.log_folder}/")
+    click.echo(f"follow with synthgen status -o {out_dir}   (or squeue -j {submission.array_job_id or submission.gather_job_id})")
+    if not wait:
+        return True
+    try:
+        ok = executor.wait(plan, echo=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        jobs = " ".join(filter(None, (submission.array_job_id, submission.gather_job_id)))
+        click.echo(f"synthgen: stopped following; the jobs keep running (synthgen status -o {out_dir}; scancel {jobs} stops them)", err=True)
+        raise
+    if ok:
+        click.echo(f"done: {out_dir}/", err=True)
+    else:
+        click.echo(f"synthgen: error: some jobs did not complete; see synthgen status -o {out_dir} and {submission.log_folder}/", err=True)
+    return ok
 
 
 @cli.command()
@@ -217,6 +271,7 @@ def _run_stages(
 @click.option("--strict", is_flag=True, help="Exit with status 3 if fewer questions than the target were produced.")
 @click.option("--push-to-hub", "push_repo", metavar="ORG/NAME", default=None, help="Upload the run folder to this Hub dataset repo at the end.")
 @click.option("--private", is_flag=True, help="With --push-to-hub: create the repo as private.")
+@executor_option
 @force_option
 @handle_errors
 def run(
@@ -252,6 +307,7 @@ def run(
 @config_options
 @output_option
 @click.option("--strict", is_flag=True, help="Exit with status 3 if fewer questions than the target were produced.")
+@executor_option
 @force_option
 @handle_errors
 def questions(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, strict: bool) -> int:
@@ -267,6 +323,7 @@ def questions(config_path: Path | None, overrides: tuple[str, ...], output_dir: 
     "--questions", "questions_file", type=click.Path(path_type=Path), default=None,
     help="CSV with a 'question' column (default: questions.csv in the run folder).",
 )  # fmt: skip
+@executor_option
 @force_option
 @handle_errors
 def responses(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, questions_file: Path | None) -> int:
@@ -455,32 +512,21 @@ def _load_for_run_folder(config_path: Path | None, overrides: tuple[str, ...], o
 @force_option
 @handle_errors
 def submit(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path | None, shards: int | None, wait_for_jobs: bool) -> int:
-    """Submit the run to Slurm: a Submitit array of shard tasks, then a gather job (afterok).
+    """Submit the run to Slurm: a Submitit array of shard tasks, then a gather job (afterok). The shortcut for
+    `synthgen run --executor slurm` without waiting (unless --wait).
 
     Submitting again into the same folder resubmits only the shards without a completion marker.
     """
-    from generation.executors.slurm import submit as submit_jobs
-    from generation.executors.slurm import wait
-    from generation.pipeline import output_dir_for
+    from generation.executors.slurm import SlurmExecutor
+    from generation.pipeline import output_dir_for, plan_run
 
     extra = (f"execution.shards={shards}",) if shards else ()
     cfg = _load(config_path, (*overrides, *extra))
     out_dir = output_dir_for(cfg, output_dir).resolve()
     command = _command_line("-c", config_path, "-o", out_dir, overrides=(*overrides, *extra))
     force = bool(click.get_current_context().meta.get("force"))
-    submission = submit_jobs(cfg, out_dir, force=force, command=command)
-    ranks = ",".join(map(str, submission.shard_jobs)) or "none"
-    click.echo(f"array job   {submission.array_job_id or '-'} (shards {ranks} of {cfg.execution.shards})")
-    click.echo(f"gather job  {submission.gather_job_id}")
-    click.echo(f"logs        {submission.log_folder}/")
-    click.echo(f"follow with synthgen status -o {out_dir}   (or squeue -j {submission.array_job_id or submission.gather_job_id})")
-    if not wait_for_jobs:
-        return EXIT_OK
-    if wait(out_dir, submission, echo=lambda line: click.echo(line, err=True)):
-        click.echo(f"done: {out_dir}/", err=True)
-        return EXIT_OK
-    click.echo(f"synthgen: error: some jobs did not complete; see synthgen status -o {out_dir} and {submission.log_folder}/", err=True)
-    return EXIT_FAILURE
+    plan = plan_run(cfg, out_dir, ("questions", "responses"), None, force)
+    return EXIT_OK if _submit_and_follow(SlurmExecutor(cfg, out_dir, command), plan, wait_for_jobs) else EXIT_FAILURE
 
 
 @cli.command()
@@ -488,15 +534,14 @@ def submit(config_path: Path | None, overrides: tuple[str, ...], output_dir: Pat
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder.")
 @handle_errors
 def gather(config_path: Path | None, overrides: tuple[str, ...], output_dir: Path) -> int:
-    """Merge complete shards into the published files; refuses while a shard is incomplete."""
-    from generation.executors.slurm import read_submissions
-    from generation.pipeline import gather_shards
+    """Merge complete shards into the published files; refuses while a shard is incomplete (any run folder, local or
+    Slurm; refused while a local run works in it)."""
+    from generation.executors.base import read_plan
+    from generation.executors.local import LocalExecutor
 
     cfg = _load_for_run_folder(config_path, overrides, output_dir)
-    submissions = read_submissions(output_dir) if (output_dir / "submission.json").is_file() else []
-    stages = tuple(submissions[-1]["stages"]) if submissions else ("questions", "responses")
-    questions_file = Path(submissions[-1]["questions_file"]) if submissions and submissions[-1].get("questions_file") else None
-    summary = gather_shards(cfg, output_dir, stages, questions_file)
+    plan, _ = read_plan(output_dir, cfg if config_path is not None else None)
+    summary = LocalExecutor(cfg, output_dir).gather(plan)
     _print_summary(summary, output_dir)
     return EXIT_OK
 
@@ -506,18 +551,11 @@ def gather(config_path: Path | None, overrides: tuple[str, ...], output_dir: Pat
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def status(output_dir: Path, as_json: bool) -> int:
-    """Which shards of a submitted run are done, pending, running or failed."""
-    from generation.executors.slurm import shard_status
+    """Which shards of a run are done, partial, running, failed or pending, and the gather (local or Slurm runs)."""
+    from generation.executors.base import run_status
 
-    report = shard_status(output_dir)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return EXIT_OK
-    for rank, shard in report["shards"].items():
-        rows = f"  {shard['questions']} questions, {shard['pairs']} pairs" if shard["state"] == "DONE" else ""
-        click.echo(f"shard {rank:<5} {shard['state']:<14} job {shard['job'] or '-'}{rows}")
-    click.echo(f"gather      {report['gather']['state']:<14} job {report['gather']['job']}")
-    click.echo(f"logs        {report['log_folder']}/")
+    report = run_status(output_dir)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else "\n".join(report.lines()))
     return EXIT_OK
 
 

@@ -170,6 +170,15 @@ def read_jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return list(iter_jsonl_objects(path))
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file the program wrote itself (a summary, a plan); {} when absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)

@@ -5,7 +5,6 @@ I/O stays here and in :mod:`generation.io`; the stages themselves are functions 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import tempfile
@@ -15,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,13 @@ from generation.backends.client import resolve_api_key
 from generation.config import RunConfig, dump_config_yaml
 from generation.endpoints.embedded import EmbeddedServer, check_server_installed, locate_model_file
 from generation.errors import InputDataError, OutputWriteError, RedactSecrets, ServerStartError, redact
-from generation.io import guard_csv_file, iter_csv_rows, write_csv, write_json, write_jsonl, write_text
+from generation.io import guard_csv_file, iter_csv_rows, read_json_object, write_csv, write_json, write_jsonl, write_text
 from generation.pii import privacy_summary, scrubber_for
 from generation.preprocess import PreprocessReport, iter_preprocess
 from generation.publish import PAIR_FIELDS, PAIRS_PARQUET, to_conversational, write_card, write_dataset_files
+from generation.executors.base import RunPlan
 from generation.run.layout import RunPaths  # noqa: F401 - where callers have always found it
-from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, gather, pending_ranks, run_shard
+from generation.shards import STAGES, ShardLayout, check_fingerprints, config_fingerprint, gather
 from generation.sources import open_questions
 from generation.steps.common import derive_seed, render_messages
 from generation.steps.questions import QuestionRow
@@ -230,12 +229,9 @@ def write_pairs(paths: RunPaths, pairs: list[PairRow]) -> None:
     write_jsonl(paths.provenance, ({"row": i, "prompt": p.prompt, **p.provenance} for i, p in enumerate(pairs)))
 
 
-def _load_summary(paths: RunPaths) -> dict[str, Any]:
-    try:
-        data = json.loads(paths.summary.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+def read_summary(out_dir: Path) -> dict[str, Any]:
+    """The run folder's ``run_summary.json`` ({} when there is none yet)."""
+    return read_json_object(RunPaths(out_dir).summary)
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -289,7 +285,7 @@ def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], comm
     """Yield the run summary to fill; on exit record status, timing and outputs and save it atomically."""
     paths = RunPaths(out_dir)
     started = time.monotonic()
-    summary = _load_summary(paths) if stages == ("responses",) else {}
+    summary = read_summary(out_dir) if stages == ("responses",) else {}
     summary.update(
         {
             "synthgen_version": __version__,
@@ -335,47 +331,16 @@ def summary_session(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...], comm
         log.info("wrote the dataset card %s", write_card(paths.root))
 
 
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run or submission works on, validated before anything is written."""
-
-    stages: tuple[str, ...]
-    questions_file: Path | None
-    layout: ShardLayout
-    fingerprint: str
-    world_size: int
-
-    def pending(self) -> list[int]:
-        return pending_ranks(self.layout, self.fingerprint, self.world_size)
-
-    def status(self) -> dict[int, dict[str, Any]]:
-        """Per shard, from its files alone (any executor): ``done`` (a matching completion marker, with its row
-        counts), ``partial`` (complete chunks of this config so far) or ``pending``."""
-        report: dict[int, dict[str, Any]] = {}
-        for rank in range(self.world_size):
-            marker = self.layout.read_marker(rank)
-            if marker is not None and marker["fingerprint"] == self.fingerprint:
-                report[rank] = {"state": "done", **marker["rows"]}
-                continue
-            try:
-                chunks = json.loads(self.layout.chunks(rank).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                chunks = None
-            if isinstance(chunks, dict) and chunks.get("fingerprint") == self.fingerprint:
-                report[rank] = {"state": "partial", "chunks": chunks.get("chunks"), "rows_done": chunks.get("rows_consumed")}
-            else:
-                report[rank] = {"state": "pending"}
-        return report
-
-
 def plan_run(cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] | set[str], questions_file: Path | None, force: bool) -> RunPlan:
-    """Validate inputs and the run folder's existing shards (another config is refused unless ``force``)."""
+    """Validate inputs and the run folder's existing shards: another config's shards are refused, unless ``force``
+    (then the executor discards them once it owns the folder). Nothing is written."""
     stages = normalise_stages(stages)
     questions_file = validate_inputs(cfg, out_dir, stages, questions_file)
     layout = ShardLayout(out_dir, stages)
     fingerprint = config_fingerprint(cfg, stages, questions_file)
-    check_fingerprints(layout, fingerprint, cfg.execution.shards, force)
-    return RunPlan(stages, questions_file, layout, fingerprint, cfg.execution.shards)
+    if not force:
+        check_fingerprints(layout, fingerprint, cfg.execution.shards, force=False)
+    return RunPlan(stages, questions_file, layout, fingerprint, cfg.execution.shards, force)
 
 
 def run_pipeline(
@@ -387,31 +352,29 @@ def run_pipeline(
     command: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Run the requested stages into ``out_dir`` (every shard in this process, then gather).
+    """Run the requested stages into ``out_dir`` with the local executor (every shard in this process, then gather).
 
     Returns the run summary (also saved as JSON). ``command`` is the secret-free command line recorded
     for the dataset card's *Reproduce* section. After the responses stage the Parquet/split files and
     the dataset card are written too.
     """
-    plan = plan_run(cfg, out_dir, stages, questions_file, force)
-    with summary_session(cfg, out_dir, plan.stages, command) as summary:
-        pending = plan.pending()
-        summary["shards_skipped"] = plan.world_size - len(pending)
-        for rank in pending:
-            run_shard(cfg, out_dir, rank, plan.world_size, plan.stages, plan.questions_file, show_progress)
-        gather_run(cfg, out_dir, plan.stages, summary, plan.questions_file)
-        from generation.evaluation.hook import evaluate_run  # OUTDIR/eval/ unless evaluation.enabled is false
+    from generation.executors.local import LocalExecutor
 
-        evaluate_run(cfg, out_dir, plan.stages, summary, show_progress)
-    return summary
+    plan = plan_run(cfg, out_dir, stages, questions_file, force)
+    executor = LocalExecutor(cfg, out_dir, command, show_progress)
+    executor.launch(plan)
+    assert executor.summary is not None
+    return executor.summary
 
 
 def gather_shards(
     cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, questions_file: Path | None = None, command: str | None = None
 ) -> dict[str, Any]:
-    """Publish the shards of a (Slurm) run: the same files, summary and card as ``run_pipeline``."""
+    """Publish the shards of a run (the Slurm gather job, ``synthgen gather``): the same files, summary and card as
+    ``run_pipeline``."""
     stages = normalise_stages(stages)
     with summary_session(cfg, out_dir, stages, command) as summary:
+        summary["fingerprint"] = config_fingerprint(cfg, stages, questions_file)  # which shards it published
         gather_run(cfg, out_dir, stages, summary, questions_file)
         from generation.evaluation.hook import evaluate_run
 

@@ -2,7 +2,8 @@
 
     sbatch --cpus-per-task=2 --wrap ".venv/bin/python jobs/generate.py -c configs/default.yaml -o outputs/x"
 
-Takes the same options as `synthgen run`. The sharded Submitit array path builds on the same pipeline.
+Takes the same options as `synthgen run` (the local executor by default: every shard in this job, then gather;
+`--executor slurm` from a login node instead submits one array task per shard).
 """
 
 import sys

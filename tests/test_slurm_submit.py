@@ -39,18 +39,23 @@ def our_jobs_in_queue(out: Path) -> list[str]:
 def test_three_shard_array_then_gather_matches_a_single_process_run(model_server: str, tmp_path: Path):
     config = sharded_config(tmp_path, model_server)
     out = tmp_path / "slurm-run"
-    result = synthgen("submit", "-c", str(config), "-o", str(out), "--wait")
+    # `run --executor slurm`: the same submission as `submit --wait`, then the run summary like a local run
+    result = synthgen("run", "-c", str(config), "-o", str(out), "--executor", "slurm")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "array job" in result.stdout and "gather job" in result.stdout and "synthgen status" in result.stdout
+    assert "gather     done" in result.stderr and "Run summary" in result.stderr  # followed to the end
     questions, pairs = check_run_folder(out, target=6)
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["shards"] == 3
     stats = summary["stages"]["questions"]
     assert stats["target"] == 6 and len(questions) == 6 - stats["shortfall"]  # the union, shortfalls summed
+    assert json.loads((out / "run_plan.json").read_text())["executor"] == "slurm"
 
     status = json.loads(synthgen("status", "-o", str(out), "--json").stdout)
-    assert [s["state"] for s in status["shards"].values()] == ["DONE"] * 3
-    assert status["gather"]["state"] == "COMPLETED"
+    assert status["executor"] == "slurm" and status["active"] is False
+    assert [(s["state"], s["job_state"]) for s in status["shards"].values()] == [("done", "COMPLETED")] * 3
+    assert [s["job"] for s in status["shards"].values()] == [submissions(out)[0]["shard_jobs"][str(rank)] for rank in range(3)]
+    assert (status["gather"]["state"], status["gather"]["job_state"]) == ("done", "COMPLETED")
     assert sum(s["questions"] for s in status["shards"].values()) == len(questions)
 
     # The same config in one process: the same seeds, one row per question, no duplicates either way.
@@ -77,11 +82,12 @@ def test_cancelled_shard_blocks_gather_and_only_it_is_resubmitted(model_server: 
     while True:  # the other shards finish; the gather job's afterok can never be met, so it is cancelled
         report = json.loads(synthgen("status", "-o", str(out), "--json").stdout)
         states = [report["shards"][str(rank)]["state"] for rank in range(3)]
-        if states[0] == states[2] == "DONE" and report["gather"]["state"] == "CANCELLED":
+        if states[0] == states[2] == "done" and report["gather"].get("job_state") == "CANCELLED":
             break
         assert time.monotonic() < deadline, f"unexpected states {states} / gather {report['gather']}"
         time.sleep(1)
-    assert states[1] == "CANCELLED"
+    assert (states[1], report["shards"]["1"]["job_state"]) == ("failed", "CANCELLED")
+    assert report["gather"]["state"] == "failed" and report["active"] is False
 
     refused = synthgen("gather", "-o", str(out))
     assert refused.returncode == 1
@@ -195,7 +201,7 @@ def test_requeued_task_resumes_from_its_request_cache(model_server: str, tmp_pat
     assert again.returncode == 1 and "still active" in again.stderr
 
     deadline = time.monotonic() + 300
-    while json.loads(synthgen("status", "-o", str(out), "--json").stdout)["gather"]["state"] != "COMPLETED":
+    while json.loads(synthgen("status", "-o", str(out), "--json").stdout)["gather"]["state"] != "done":
         assert time.monotonic() < deadline, "the requeued run did not finish"
         time.sleep(1)
     marker = json.loads((out / "shards" / "00000" / "done.json").read_text())

@@ -1,9 +1,10 @@
 """The Slurm executor: a Submitit job array of shard tasks, then a gather job that depends on it.
 
-Every array task runs :func:`generation.shards.run_shard` — the same function ``synthgen run`` calls
+Every array task runs :func:`generation.shards.run_shard` — the same function the local executor calls
 in-process — and the gather job runs :func:`generation.pipeline.gather_shards`. A task that hits its time
 limit or is preempted is requeued by Submitit (``Checkpointable``) and resumes from the shard's request
-cache. ``submission.json`` in the run folder records which job ran which shard, for ``synthgen status``.
+cache and its last complete chunk. ``submission.json`` in the run folder records which job ran which shard:
+``synthgen status`` adds their Slurm states to what the shard files say.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,12 +23,12 @@ import submitit
 
 from generation.config import RunConfig, SlurmConfig, dump_config_yaml
 from generation.errors import SynthgenError
+from generation.executors.base import Executor, RunPlan, RunStatus
 from generation.io import write_json, write_text
-from generation.shards import STAGES, ShardLayout
+from generation.run.layout import RunPaths
 
 log = logging.getLogger(__name__)
 
-SUBMISSION_FILE = "submission.json"
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
@@ -106,70 +107,113 @@ class Submission:
     log_folder: Path
 
 
-def submit(
-    cfg: RunConfig, out_dir: Path, stages: tuple[str, ...] = STAGES, questions_file: Path | None = None,
-    force: bool = False, command: str | None = None,
-) -> Submission:  # fmt: skip
-    """Submit the shards that lack a completion marker as an array job, and a gather job after them."""
-    from generation.pipeline import plan_run
+class SlurmExecutor(Executor):
+    """The plan's pending shards as one Submitit job array, then a gather job that runs after them (``afterok``)."""
 
-    out_dir = out_dir.resolve()
-    plan = plan_run(cfg, out_dir, stages, questions_file, force)
-    stages, world_size, fingerprint = plan.stages, plan.world_size, plan.fingerprint
-    _refuse_while_active(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "config.yaml", dump_config_yaml(cfg))
-    pending = plan.pending()
-    config = cfg.public_dict()
-    qfile = str(plan.questions_file) if plan.questions_file else None
-    log_folder = out_dir / "slurm-logs"
-    slurm = cfg.execution.slurm
-    shard_jobs: dict[int, str] = {}
-    array_job_id = None
-    try:
-        if pending:
-            executor = _executor(log_folder / "%j", slurm, f"synthgen-{cfg.name}", slurm.time_limit_min, slurm.gpus_per_task)
-            jobs = executor.map_array(ShardTask(config, str(out_dir), stages, qfile), pending)
-            shard_jobs = {rank: job.job_id for rank, job in zip(pending, jobs)}
-            array_job_id = jobs[0].job_id.split("_")[0]
-        else:
-            log.info("all %d shards are complete; submitting only the gather job", world_size)
-        dependency = f"afterok:{array_job_id}" if array_job_id else None
-        gather_executor = _executor(log_folder / "%j", slurm, f"synthgen-{cfg.name}-gather", slurm.gather_time_limit_min, 0, dependency)
-        gather_job = gather_executor.submit(GatherTask(config, str(out_dir), stages, qfile, command))
-    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SlurmError(f"sbatch failed: {first}") from None
-    record = {
-        "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": fingerprint,
-        "world_size": world_size,
-        "stages": list(stages),
-        "questions_file": qfile,
-        "array_job_id": array_job_id,
-        "shard_jobs": {str(rank): job for rank, job in shard_jobs.items()},
-        "gather_job_id": gather_job.job_id,
-        "log_folder": str(log_folder),
-    }
-    history = read_submissions(out_dir)
-    write_json(out_dir / SUBMISSION_FILE, {"submissions": [*history, record]})
-    return Submission(array_job_id, shard_jobs, gather_job.job_id, log_folder)
+    name = "slurm"
+    submission: Submission | None = None  # once launch() has submitted
+
+    def launch(self, plan: RunPlan) -> None:
+        """Submit (and return at once): refused while jobs of the folder's previous submission, or a local run,
+        are still active."""
+        cfg, out_dir = self.cfg, self.out_dir
+        self.prepare(plan)
+        write_text(RunPaths(out_dir).config, dump_config_yaml(cfg))
+        pending = plan.pending()
+        config = cfg.public_dict()
+        qfile = str(plan.questions_file) if plan.questions_file else None
+        log_folder = RunPaths(out_dir).slurm_logs
+        slurm = cfg.execution.slurm
+        shard_jobs: dict[int, str] = {}
+        array_job_id = None
+        try:
+            if pending:
+                executor = _executor(log_folder / "%j", slurm, f"synthgen-{cfg.name}", slurm.time_limit_min, slurm.gpus_per_task)
+                jobs = executor.map_array(ShardTask(config, str(out_dir), plan.stages, qfile), pending)
+                shard_jobs = {rank: job.job_id for rank, job in zip(pending, jobs)}
+                array_job_id = jobs[0].job_id.split("_")[0]
+            else:
+                log.info("all %d shards are complete; submitting only the gather job", plan.world_size)
+            dependency = f"afterok:{array_job_id}" if array_job_id else None
+            gather_executor = _executor(log_folder / "%j", slurm, f"synthgen-{cfg.name}-gather", slurm.gather_time_limit_min, 0, dependency)
+            gather_job = gather_executor.submit(GatherTask(config, str(out_dir), plan.stages, qfile, self.command))
+        except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SlurmError(f"sbatch failed: {first}") from None
+        record = {
+            "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "fingerprint": plan.fingerprint,
+            "world_size": plan.world_size,
+            "stages": list(plan.stages),
+            "questions_file": qfile,
+            "array_job_id": array_job_id,
+            "shard_jobs": {str(rank): job for rank, job in shard_jobs.items()},
+            "gather_job_id": gather_job.job_id,
+            "log_folder": str(log_folder),
+        }
+        history = read_submissions(out_dir)
+        write_json(RunPaths(out_dir).submission, {"submissions": [*history, record]})
+        self.submission = Submission(array_job_id, shard_jobs, gather_job.job_id, log_folder)
+
+    def wait(self, plan: RunPlan, echo: Callable[[str], None] | None = None, poll_s: float = 2.0) -> bool:
+        """Follow the jobs until all have ended, echoing state changes; True when every one of them completed."""
+        report = self.follow(plan, echo, poll_s)
+        if self.submission is None:  # following a submission made by another process
+            return report.gather.state == "done"
+        states = [report.shards[rank].job_state for rank in self.submission.shard_jobs] + [report.gather.job_state]
+        return all(state == "COMPLETED" for state in states)
+
+    @classmethod
+    def busy(cls, out_dir: Path) -> str | None:
+        """Submitting again while the previous jobs still run would run shards twice."""
+        submissions = read_submissions(out_dir)
+        if not submissions:
+            return None
+        latest = submissions[-1]
+        jobs = [*latest["shard_jobs"].values(), latest["gather_job_id"]]
+        active = [job for job, state in sacct_states(jobs).items() if state not in FINAL_STATES]
+        if active:
+            return f"jobs of the previous submission are still active ({', '.join(active)}); wait for them or scancel them"
+        return None
+
+    @classmethod
+    def add_detail(cls, plan: RunPlan, report: RunStatus) -> None:
+        """Each shard's and the gather's latest job and its Slurm state (``sacct``): running, queued or failed."""
+        submissions = [record for record in read_submissions(plan.out_dir) if record["fingerprint"] == plan.fingerprint]
+        if not submissions:
+            return
+        latest = submissions[-1]
+        report.logs = latest["log_folder"]
+        last_job: dict[int, str] = {}
+        for record in submissions:
+            last_job.update({int(rank): job for rank, job in record["shard_jobs"].items()})
+        states = sacct_states([*last_job.values(), latest["gather_job_id"]])
+        tasks = [(report.shards[rank], job) for rank, job in last_job.items() if rank in report.shards]
+        for task, job in [*tasks, (report.gather, latest["gather_job_id"])]:
+            task.job, task.job_state = job, states[job]
+            if task.state != "done":
+                task.state = job_task_state(states[job], task.state)
+                if task.state == "failed" and states[job] == "COMPLETED":
+                    task.detail = "the job completed but left no completion marker"
+        report.active = any(state not in FINAL_STATES for state in states.values())
 
 
-def _refuse_while_active(out_dir: Path) -> None:
-    """Submitting again while the previous jobs still run would run shards twice."""
-    submissions = read_submissions(out_dir)
-    if not submissions:
-        return
-    latest = submissions[-1]
-    jobs = [*latest["shard_jobs"].values(), latest["gather_job_id"]]
-    active = [job for job, state in sacct_states(jobs).items() if state not in FINAL_STATES]
-    if active:
-        raise SlurmError(f"{out_dir}: jobs of the previous submission are still active ({', '.join(active)}); wait for them or scancel them")
+RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"}
+
+
+def job_task_state(job_state: str, files_state: str) -> str:
+    """A task's state from its job's Slurm state, when its files do not say done: a queued or requeued job
+    keeps what the files say (pending, or partial after a requeue)."""
+    if job_state in RUNNING_STATES:
+        return "running"
+    if job_state in FINAL_STATES:
+        return "failed"  # COMPLETED too: a task that completed is done, and its files would say so
+    return files_state
 
 
 def read_submissions(out_dir: Path) -> list[dict[str, Any]]:
-    path = out_dir / SUBMISSION_FILE
+    """The folder's submissions, oldest first (``submission.json``; none when it is absent)."""
+    path = RunPaths(out_dir).submission
     if not path.is_file():
         return []
     try:
@@ -221,48 +265,3 @@ def _expand_array_id(job: str) -> list[str]:
         low, _, high = part.partition("-")
         ids.extend(f"{base}_{index}" for index in range(int(low), int(high or low) + 1))
     return ids
-
-
-def shard_status(out_dir: Path) -> dict[str, Any]:
-    """Per shard: done (completion marker), or the Slurm state of the job that last ran it."""
-    submissions = read_submissions(out_dir)
-    if not submissions:
-        raise SlurmError(f"{out_dir}: no {SUBMISSION_FILE}; nothing was submitted to this folder")
-    latest = submissions[-1]
-    stages = tuple(latest["stages"])
-    layout = ShardLayout(out_dir, stages)
-    last_job: dict[int, str] = {}
-    for record in submissions:
-        if record["fingerprint"] == latest["fingerprint"]:
-            last_job.update({int(rank): job for rank, job in record["shard_jobs"].items()})
-    states = sacct_states([*last_job.values(), latest["gather_job_id"]])
-    shards = {}
-    for rank in range(latest["world_size"]):
-        marker = layout.read_marker(rank)
-        if marker is not None and marker["fingerprint"] == latest["fingerprint"]:
-            shards[rank] = {"state": "DONE", "job": last_job.get(rank), "questions": marker["rows"]["questions"], "pairs": marker["rows"]["pairs"]}
-        elif rank in last_job:
-            shards[rank] = {"state": states[last_job[rank]], "job": last_job[rank]}
-        else:
-            shards[rank] = {"state": "NOT_SUBMITTED", "job": None}
-    return {
-        "shards": shards,
-        "gather": {"job": latest["gather_job_id"], "state": states[latest["gather_job_id"]]},
-        "log_folder": latest["log_folder"],
-    }
-
-
-def wait(out_dir: Path, submission: Submission, poll_s: float = 2.0, echo=print) -> bool:
-    """Block until the shard and gather jobs end, printing each state change; True if all succeeded."""
-    jobs = {f"shard {rank}": job for rank, job in submission.shard_jobs.items()}
-    jobs["gather"] = submission.gather_job_id
-    seen: dict[str, str] = {}
-    while True:
-        states = sacct_states(list(jobs.values()))
-        for label, job in jobs.items():
-            if seen.get(label) != states[job]:
-                seen[label] = states[job]
-                echo(f"{label:<10} job {job:<12} {states[job]}")
-        if all(state in FINAL_STATES for state in states.values()):
-            return all(state == "COMPLETED" for state in states.values())
-        time.sleep(poll_s)

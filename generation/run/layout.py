@@ -36,7 +36,9 @@ SERVER_LOG = "logs/embedded-server.log"
 VLLM_SERVER_LOG = "logs/vllm-server.log"
 SWARM_DIR = "swarm"
 ENDPOINT_FAILURE = "endpoint_failure.json"
-SUBMISSION = "submission.json"
+RUN_PLAN = "run_plan.json"  # what the latest run or submission works on, and with which executor (any executor)
+RUN_LOCK = "run.lock"  # held (flock) while a local run works in the folder; its pid, host and current shard
+SUBMISSION = "submission.json"  # Slurm only: which job ran which shard
 SLURM_LOGS = "slurm-logs"
 
 # -- shard files
@@ -102,6 +104,22 @@ class RunPaths:
     @property
     def run_log(self) -> Path:
         return self.root / RUN_LOG
+
+    @property
+    def run_plan(self) -> Path:
+        return self.root / RUN_PLAN
+
+    @property
+    def run_lock(self) -> Path:
+        return self.root / RUN_LOCK
+
+    @property
+    def submission(self) -> Path:
+        return self.root / SUBMISSION
+
+    @property
+    def slurm_logs(self) -> Path:
+        return self.root / SLURM_LOGS
 
 
 STAGES = ("questions", "responses")
