@@ -471,23 +471,33 @@ class ExecutionConfig(StrictModel):
 
 
 class JudgeRubric(StrictModel):
-    """Judge prompt templates; each user template uses {question} and {answer}."""
+    """Judge prompt templates: the single-answer ones use {question} and {answer}; ``same_claims`` compares two
+    answers ({question}, {answer_a}, {answer_b}). Unset optional templates come from configs/eval/defaults.yaml."""
 
     system: str
     truthfulness: str  # asks for a 1-5 score (UltraFeedback style); the first digit of the reply is read
     helpfulness: str  # asks for a 1-5 score
     is_correct: str  # a Yes/No question: is this answer correct? (asked of chosen and of rejected)
+    same_claims: str | None = None  # Yes/No: do the two answers make the same claims? (asked in both orders)
+    plausible: str | None = None  # Yes/No: would a reader without expert knowledge believe this answer?
+
+    PLACEHOLDERS: ClassVar[dict[str, set[str]]] = {
+        "truthfulness": {"question", "answer"}, "helpfulness": {"question", "answer"}, "is_correct": {"question", "answer"},
+        "same_claims": {"question", "answer_a", "answer_b"}, "plausible": {"question", "answer"},
+    }  # fmt: skip
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> "JudgeRubric":
-        for name in ("truthfulness", "helpfulness", "is_correct"):
+        for name, wanted in self.PLACEHOLDERS.items():
             text = getattr(self, name)
+            if text is None:
+                continue
             try:
                 used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as exc:
                 raise ValueError(f"{name}: malformed template ({exc})") from None
-            if used - {"question", "answer"} or not {"question", "answer"} <= used:
-                raise ValueError(f"{name}: must use exactly the placeholders {{question}} and {{answer}}")
+            if used != wanted:
+                raise ValueError(f"{name}: must use exactly the placeholders {', '.join('{' + w + '}' for w in sorted(wanted))}")
         return self
 
 
@@ -516,6 +526,8 @@ class EvaluationThresholds(StrictModel):
     contamination_ngram: int = Field(3, ge=1, le=20)
     contamination_max: float = Field(0.8, ge=0, le=1)  # contaminated at/above this n-gram overlap
     judge_correct_min: float = Field(0.5, ge=0, le=1)  # chosen_doubtful below this P(correct)
+    judge_same_claims_min: float = Field(0.5, ge=0, le=1)  # rejected_agrees at/above this P(same claims) (judge_capable judge)
+    judge_plausible_min: float = Field(0.5, ge=0, le=1)  # rejected_easy below this P(believable) (judge_capable judge)
     grammar_max_per_100w: float | None = Field(None, ge=0)  # optional gate on grammar issues
     spelling_max_per_100w: float | None = Field(None, ge=0)
 
