@@ -6,6 +6,7 @@ optionally ask the judge, then write ``scores.csv``, ``summary.json``, ``report.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -134,6 +135,12 @@ class Scorer:
         self.plausibility = plausibility
         self.pii_available = _pii_available()
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one Scorer per evaluation; the cache holds short phrases)
+    def similar(self, a: str, b: str) -> float:
+        """Cosine similarity of two short texts (words or phrases) under the sentence-embedding model."""
+        vectors = self.embedder.encode([a, b])
+        return float(vectors[0] @ vectors[1])
+
     def _sentence_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Unit embeddings of each text's sentences (:func:`stance.sentences`), one array per text."""
         split = [sentences(t) or [t] for t in texts]
@@ -208,12 +215,19 @@ class Scorer:
         evidence: dict[str, str] = {}
         restatement = float(fuzz.token_set_ratio(chosen, rejected))
         extra = [Cue("restatement", "agree", f"token-set ratio {restatement:.0f}")] if restatement >= th.restatement_ratio else []
-        claims = compare_claims(prompt, chosen, rejected, self.lexicon, sentence_similarity, th.claim_similarity_min, th.claim_coverage_min, extra)
-        if claims.agrees:
+        corrected = det.self_correction(rejected, chosen, pat)
+        if corrected:
+            evidence["rejected_self_corrects"] = corrected
+        # what the rejected answer claims is what it says before it corrects itself ("X. Just kidding, Y")
+        claim = det.before_correction(rejected, pat) if corrected else rejected
+        if claim != rejected:
+            sentence_similarity = sentence_similarity[: len(sentences(claim))]
+        claims = compare_claims(
+            prompt, chosen, claim, self.lexicon, sentence_similarity, th.claim_similarity_min, th.claim_coverage_min, extra, self.similar
+        )  # fmt: skip
+        non_answer = not_an_answer(prompt, rejected)
+        if claims.agrees and not non_answer:  # a question back or a fragment makes no claim to agree with
             evidence["rejected_agrees"] = f"offline: {claims.evidence()}"
-        found = det.self_correction(rejected, chosen, pat)
-        if found:
-            evidence["rejected_self_corrects"] = found
         for field, code in (("rejected", "rejected_self_contradictory"), ("chosen", "chosen_self_contradictory")):
             found = det.self_contradiction(row[field], pat, prompt)
             if found:
@@ -331,10 +345,17 @@ def not_an_answer(question: str, text: str) -> str | None:
     tokens = words(text)
     if len(tokens) < 3 or (text.rstrip().endswith(":") and len(tokens) < 8):
         return f"a fragment ({text.strip()[:40]!r})"
+    asked = set(content_stems(question))
     if parts and parts[0].rstrip().endswith("?"):
-        return f"it opens with a question ({parts[0][:60]!r})"
-    new = (set(content_stems(text)) | numbers(text)) - set(content_stems(question)) - numbers(question) - _META_STEMS
-    if len(new) <= 1 and not is_polar_question(question):  # "Yes, X does Y" answers a yes/no question in its words
+        opening = set(content_stems(parts[0]))
+        echo = len(opening) >= 2 and opening <= asked | _META_STEMS and len(parts) > 1  # repeats the question, then answers
+        if not echo:
+            return f"it opens with a question ({parts[0][:60]!r})"
+        text = " ".join(parts[1:])
+    new_numbers = numbers(text) - numbers(question)
+    new = set(content_stems(text)) - asked - _META_STEMS
+    # "Yes, X does Y" answers a yes/no question in its words; "The correct answer is 10" answers with a number
+    if len(new) <= 1 and not new_numbers and not is_polar_question(question):
         return "it adds nothing to the question's own words"
     return None
 
