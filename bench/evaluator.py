@@ -1,14 +1,14 @@
 """The evaluator's per-flag precision and recall on a labelled set, with bootstrap intervals, and its speed.
 
-    python bench/evaluator.py                        # tests/data/eval/labelled.yaml: dev, held-out and all
-    python bench/evaluator.py --labels my_set.csv    # your own labelled pairs (CSV or YAML, see below)
+    python bench/evaluator.py                        # tests/data/eval/labelled*.yaml: all, dev, held-out, vLLM slice
+    python bench/evaluator.py --labels my_set.csv    # your own labelled pairs (CSV or YAML, see below; repeatable)
     python bench/evaluator.py --write                # also store the figures in configs/eval/precision.json
     python bench/evaluator.py --time-pairs 300       # also time the whole evaluation of 300 pairs
 
 A labels file is either our YAML (a list of pairs with ``prompt``, ``chosen``, ``rejected`` and a ``labels``
 mapping flag -> true/false, optional ``split`` and ``source``) or a CSV with columns ``prompt``, ``chosen``,
 ``rejected`` and one column per labelled flag (yes/no, true/false or 1/0). Flags without a label column are
-not measured. The pairs are evaluated as one file in their order (``duplicate_prompt`` looks backwards),
+not measured. Each labels file is evaluated as one file in its order (``duplicate_prompt`` looks backwards),
 exactly as ``synthgen evaluate`` does, with the default config (``-c``/``--set`` change it).
 The last line printed is the headline.
 """
@@ -37,10 +37,26 @@ from generation.errors import InputDataError  # noqa: E402
 from generation.evaluation.evaluate import FLAG_CODES, evaluate_file  # noqa: E402
 
 DEFAULT_LABELS = REPO / "tests" / "data" / "eval" / "labelled.yaml"
+VLLM_LABELS = REPO / "tests" / "data" / "eval" / "labelled-vllm.yaml"  # the fresh held-out slice of vLLM output
+DEFAULT_LABEL_FILES = (DEFAULT_LABELS, VLLM_LABELS)
+SPLIT_ORDER = {"dev": 0, "heldout": 1, "heldout2": 2, "vllm": 3}
+SPLIT_NOTES = {
+    "dev": " (rules developed on these)",
+    "heldout": " (measured once, then a second round of rules looked at its errors)",
+    "heldout2": " (measured once after that second round; this branch's rules were developed on dev errors only)",
+    "vllm": " (vLLM output, labelled before any detector ran, measured once with the final rules)",
+}
 PRECISION_FILE = BUNDLED_CONFIGS / "eval" / "precision.json"
 # The flags issue 15 sets goals for (precision and recall >= 0.8 with >= 20 positives).
 GOAL_FLAGS = ("rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "question_not_informational")
 TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n", ""}
+
+
+def labels_digest(files: list[Path]) -> str:
+    """sha256 of the labelled files, in order (one file: its own sha256)."""
+    if len(files) == 1:
+        return hashlib.sha256(files[0].read_bytes()).hexdigest()
+    return hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in files)).hexdigest()
 
 
 def read_labels(path: Path) -> list[dict[str, Any]]:
@@ -161,41 +177,64 @@ def print_table(title: str, result: dict[str, Any]) -> None:
         print(f"  {flag:30s} {e['positives']:4d} {e['flagged']:7d}  {fmt(e, 'precision'):20s} {fmt(e, 'recall'):20s}")
 
 
+def evaluate_label_files(files: list[Path], cfg: Any, folder: Path) -> tuple[list[dict[str, Any]], list[set[str]]]:
+    """Every pair of every file with the flags found; each file is evaluated on its own, as one run's output."""
+    pairs, found = [], []
+    for index, path in enumerate(files):
+        these = read_labels(path)
+        flags, _, _ = evaluate_pairs(these, cfg, folder / f"labels-{index}")
+        pairs += these
+        found += flags
+    return pairs, found
+
+
+def goal_summary(name: str, head: dict[str, Any]) -> str:
+    """One line: how many goal flags reach precision and recall >= 0.8 here, the weakest ones, clean-pair alarms."""
+    goal = [f for f in GOAL_FLAGS if f in head["flags"]]
+    met = [f for f in goal if (head["flags"][f]["precision"] or 0) >= 0.8 and (head["flags"][f]["recall"] or 0) >= 0.8]
+    low_p = min(((head["flags"][f]["precision"] or 0), f) for f in goal) if goal else (None, "")
+    low_r = min(((head["flags"][f]["recall"] or 0), f) for f in goal) if goal else (None, "")
+    return (
+        f"{name} ({head['pairs']} pairs): {len(met)}/{len(goal)} goal flags at precision and recall >= 0.8, lowest precision "
+        f"{low_p[0]} ({low_p[1]}), lowest recall {low_r[0]} ({low_r[1]}), clean pairs flagged {head['clean_pairs_flagged']}/{head['clean_pairs']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--labels", type=Path, action="append", default=None,
+                        help="a labelled file (repeatable; each is evaluated on its own); default: our two labelled files")
     parser.add_argument("-c", "--config", type=Path, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--split", default="all",
-                        help="report only this split (all pairs are still evaluated together, in order)")
+    parser.add_argument("--split", default="all", help="report only this split (every pair is still evaluated, file by file, in order)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--time-pairs", type=int, default=0, help="also time evaluating this many pairs")
     parser.add_argument("--write", action="store_true", help=f"store the figures in {PRECISION_FILE.relative_to(REPO)}")
     parser.add_argument("--json", type=Path, default=None, help="also write all figures to this JSON file")
     args = parser.parse_args(argv)
+    files = args.labels or list(DEFAULT_LABEL_FILES)
 
-    try:
-        pairs = read_labels(args.labels)
-    except (InputDataError, OSError, yaml.YAMLError) as exc:
-        print(f"bench/evaluator.py: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
     # the gate does not change any flag; fixing it keeps the bench independent of the precision file it writes
     cfg = load_config(args.config, ["evaluation.gate.fail_on_flags=[]", *args.overrides])
     started, cpu0 = time.monotonic(), time.process_time()
-    with tempfile.TemporaryDirectory(prefix="synthgen-bench-eval-") as tmp:
-        found, _, _ = evaluate_pairs(pairs, cfg, Path(tmp))
-        elapsed = {"wall_s": round(time.monotonic() - started, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
-        timing = time_pairs(pairs, args.time_pairs, cfg, Path(tmp)) if args.time_pairs else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="synthgen-bench-eval-") as tmp:
+            pairs, found = evaluate_label_files(files, cfg, Path(tmp))
+            elapsed = {"wall_s": round(time.monotonic() - started, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
+            timing = time_pairs(pairs, args.time_pairs, cfg, Path(tmp)) if args.time_pairs else None
+    except (InputDataError, OSError, yaml.YAMLError) as exc:
+        print(f"bench/evaluator.py: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     report: dict[str, Any] = {
-        "labels": str(args.labels.resolve().relative_to(REPO)) if args.labels.resolve().is_relative_to(REPO) else str(args.labels),
-        "labels_sha256": hashlib.sha256(args.labels.read_bytes()).hexdigest(),
+        "labels": [str(f.resolve().relative_to(REPO)) if f.resolve().is_relative_to(REPO) else str(f) for f in files],
+        "labels_sha256": labels_digest(files),
         "evaluation_s": elapsed,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     selected = [i for i, p in enumerate(pairs) if args.split == "all" or p.get("split") == args.split]
     groups = {"all" if args.split == "all" else args.split: selected}
     if args.split == "all":
-        for name in sorted({str(p.get("split")) for p in pairs if p.get("split")}):
+        for name in sorted({str(p.get("split")) for p in pairs if p.get("split")}, key=lambda n: (SPLIT_ORDER.get(n, 9), n)):
             groups[name] = [i for i in selected if pairs[i].get("split") == name]
     for kind in ("generated", "written"):
         members = [i for i in selected if (pairs[i].get("source") or {}).get("kind") == kind]
@@ -203,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             groups[f"{kind} ({args.split})" if args.split != "all" else kind] = members
     for name, members in groups.items():
         report[name] = figures([pairs[i] for i in members], [found[i] for i in members], args.resamples)
-        print_table(name, report[name])
+        print_table(f"{name}{SPLIT_NOTES.get(name, '')}", report[name])
     if timing:
         report["timing"] = timing
         print(f"\ntiming: {timing['pairs']} pairs evaluated in {timing['wall_s']} s wall, {timing['cpu_s']} s CPU (load may be shared)")
@@ -211,27 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.write and args.split == "all":
         stored = {
-            "about": "measured by bench/evaluator.py on the labelled set; precision/recall per flag with 95% bootstrap intervals",
+            "about": "measured by bench/evaluator.py on the labelled sets; precision/recall per flag with 95% bootstrap intervals",
             "labels": report["labels"], "labels_sha256": report["labels_sha256"],
-            "flags": report["all"]["flags"], **{name: report[name]["flags"] for name in report if name.startswith("heldout")},
+            "flags": report["all"]["flags"], **{name: report[name]["flags"] for name in report if name in SPLIT_ORDER},
             "pairs": report["all"]["pairs"],
         }  # fmt: skip
         PRECISION_FILE.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {PRECISION_FILE}")
-    parts = [name for name in report if name.startswith("heldout")] or ["all" if args.split == "all" else args.split]
-    summaries = []
-    for part in parts:
-        head = report[part]
-        goal = [f for f in GOAL_FLAGS if f in head["flags"]]
-        met = [f for f in goal if (head["flags"][f]["precision"] or 0) >= 0.8 and (head["flags"][f]["recall"] or 0) >= 0.8]
-        low_p = min(((head["flags"][f]["precision"] or 0), f) for f in goal) if goal else (None, "")
-        low_r = min(((head["flags"][f]["recall"] or 0), f) for f in goal) if goal else (None, "")
-        summaries.append(
-            f"{part} ({head['pairs']} pairs): {len(met)}/{len(goal)} goal flags at precision and recall >= 0.8, lowest precision "
-            f"{low_p[0]} ({low_p[1]}), lowest recall {low_r[0]} ({low_r[1]}), clean pairs flagged {head['clean_pairs_flagged']}/{head['clean_pairs']}"
-        )
+    parts = [name for name in ("all", "vllm", "heldout") if name in report] or [args.split]
     speed = f"; {timing['pairs']} pairs in {timing['wall_s']} s wall / {timing['cpu_s']} s CPU" if timing else ""
-    print("evaluator on " + "; ".join(summaries) + speed)
+    print("evaluator on " + "; ".join(goal_summary(part, report[part]) for part in parts) + speed)
     return 0
 
 

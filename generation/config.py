@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 import string
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from generation.errors import ConfigError
 from generation.resources import bundled_configs
+
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout, when running from one (generation.resources.checkout_root)
 BUNDLED_CONFIGS = bundled_configs()  # package data: the repository's configs/ (generation/resources.py)
@@ -527,23 +530,33 @@ class ExecutionConfig(StrictModel):
 
 
 class JudgeRubric(StrictModel):
-    """Judge prompt templates; each user template uses {question} and {answer}."""
+    """Judge prompt templates: the single-answer ones use {question} and {answer}; ``same_claims`` compares two
+    answers ({question}, {answer_a}, {answer_b}). Unset optional templates come from configs/eval/defaults.yaml."""
 
     system: str
     truthfulness: str  # asks for a 1-5 score (UltraFeedback style); the first digit of the reply is read
     helpfulness: str  # asks for a 1-5 score
     is_correct: str  # a Yes/No question: is this answer correct? (asked of chosen and of rejected)
+    same_claims: str | None = None  # Yes/No: do the two answers make the same claims? (asked in both orders)
+    plausible: str | None = None  # Yes/No: would a reader without expert knowledge believe this answer?
+
+    PLACEHOLDERS: ClassVar[dict[str, set[str]]] = {
+        "truthfulness": {"question", "answer"}, "helpfulness": {"question", "answer"}, "is_correct": {"question", "answer"},
+        "same_claims": {"question", "answer_a", "answer_b"}, "plausible": {"question", "answer"},
+    }  # fmt: skip
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> "JudgeRubric":
-        for name in ("truthfulness", "helpfulness", "is_correct"):
+        for name, wanted in self.PLACEHOLDERS.items():
             text = getattr(self, name)
+            if text is None:
+                continue
             try:
                 used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as exc:
                 raise ValueError(f"{name}: malformed template ({exc})") from None
-            if used - {"question", "answer"} or not {"question", "answer"} <= used:
-                raise ValueError(f"{name}: must use exactly the placeholders {{question}} and {{answer}}")
+            if used != wanted:
+                raise ValueError(f"{name}: must use exactly the placeholders {', '.join('{' + w + '}' for w in sorted(wanted))}")
         return self
 
 
@@ -556,8 +569,25 @@ class JudgeConfig(StrictModel):
     backend: BackendConfig | None = None  # filled from the model file named by ``model``
 
 
+# Retired threshold keys: still accepted (older packs and run folders load), with a warning naming what replaced them.
+RETIRED_THRESHOLDS = {
+    "agreement_max": "rejected_agrees compares claims now: claim_similarity_min, claim_coverage_min and restatement_ratio",
+    "agreement_paraphrase": "rejected_agrees compares claims now: claim_similarity_min, claim_coverage_min and restatement_ratio",
+}
+
+
 class EvaluationThresholds(StrictModel):
-    """Quality-gate numbers (see README, Evaluation)."""
+    """Quality-gate numbers (see docs/evaluation.md)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and RETIRED_THRESHOLDS.keys() & data.keys():
+            data = dict(data)
+            for key in sorted(RETIRED_THRESHOLDS.keys() & data.keys()):
+                data.pop(key)
+                log.warning("evaluation.thresholds.%s is no longer used and is ignored (%s); remove it from your config", key, RETIRED_THRESHOLDS[key])
+        return data
 
     relevance_min: float = Field(0.2, ge=-1, le=1)  # off_topic below this question<->answer similarity
     claim_similarity_min: float = Field(0.75, ge=-1, le=1)  # rejected_agrees: mean similarity of rejected to chosen sentences
@@ -565,13 +595,12 @@ class EvaluationThresholds(StrictModel):
     restatement_ratio: float = Field(90.0, ge=0, le=100)  # RapidFuzz token-set ratio that counts as agree evidence
     hardness_min: float = Field(0.35, ge=0, le=1)  # rejected_easy below this hardness (sqrt of the per-token likelihood ratio)
     easy_relevance_max: float = Field(0.3, ge=-1, le=1)  # rejected_easy below this question<->rejected similarity (unrelated)
-    # no longer used (whole-answer similarity does not tell agreement from contradiction); accepted so packs load
-    agreement_max: float | None = Field(None, ge=-1, le=1)
-    agreement_paraphrase: float | None = Field(None, ge=-1, le=1)
     near_duplicate_jaccard: float = Field(0.7, gt=0, le=1)  # duplicate_prompt at/above this MinHash Jaccard
     contamination_ngram: int = Field(3, ge=1, le=20)
     contamination_max: float = Field(0.8, ge=0, le=1)  # contaminated at/above this n-gram overlap
     judge_correct_min: float = Field(0.5, ge=0, le=1)  # chosen_doubtful below this P(correct)
+    judge_same_claims_min: float = Field(0.5, ge=0, le=1)  # rejected_agrees at/above this P(same claims) (judge_capable judge)
+    judge_plausible_min: float = Field(0.5, ge=0, le=1)  # rejected_easy below this P(believable) (judge_capable judge)
     grammar_max_per_100w: float | None = Field(None, ge=0)  # optional gate on grammar issues
     spelling_max_per_100w: float | None = Field(None, ge=0)
 

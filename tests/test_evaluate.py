@@ -67,12 +67,28 @@ def labelled():
     return bench.read_labels(DATA / "labelled.yaml")
 
 
-@pytest.fixture(scope="session")
-def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
-    folder = tmp_path_factory.mktemp("labelled")
+def evaluate_labelled(folder: Path, labelled: list[dict], cfg, scorer) -> tuple[Path, Path, dict, list[dict[str, str]]]:
+    """Evaluate labelled pairs as one file in ``folder``: (folder, pairs CSV, summary, scores)."""
     pairs = write_pairs(folder / "pairs.csv", labelled)
     summary = evaluate_file(pairs, folder / "eval", cfg, progress=False, scorer=scorer)
     return folder, pairs, summary, read_csv(folder / "eval" / "scores.csv")
+
+
+@pytest.fixture(scope="session")
+def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
+    return evaluate_labelled(tmp_path_factory.mktemp("labelled"), labelled, cfg, scorer)
+
+
+@pytest.fixture(scope="session")
+def vllm_labelled():
+    return bench.read_labels(DATA / "labelled-vllm.yaml")
+
+
+@pytest.fixture(scope="session")
+def vllm_flags(tmp_path_factory, cfg, scorer, vllm_labelled):
+    """The flags found on the vLLM slice, evaluated as its own file (as the bench does)."""
+    scores = evaluate_labelled(tmp_path_factory.mktemp("labelled-vllm"), vllm_labelled, cfg, scorer)[3]
+    return [set(s["flags"].split(";")) - {""} for s in scores]
 
 
 def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
@@ -92,14 +108,29 @@ def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
     assert sum(not any(p["labels"].values()) for p in labelled) >= 30  # clean pairs
 
 
-def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eval):
-    """The evaluator's figures on the labelled set are the ones bench/evaluator.py stored (rerun it with
+def test_vllm_slice_is_real_vllm_output_labelled_per_flag(vllm_labelled):
+    assert len(vllm_labelled) >= 40
+    for pair in vllm_labelled:
+        assert pair["split"] == "vllm" and pair["source"]["kind"] == "generated", pair["id"]
+        assert "--set model=smollm2-vllm-cpu" in pair["source"]["command"] and "vLLM" in pair["source"]["model"]
+        assert {"run_seed", "row", "chosen_seed", "rejected_seed"} <= set(pair["source"])
+        assert set(pair["labels"]) == set(LABELLED_FLAGS), pair["id"]
+    assert len({p["source"]["command"] for p in vllm_labelled}) >= 3  # three domains and seeds
+    assert [p["source"]["row"] for p in vllm_labelled if p["source"]["run_seed"] == 41] == list(range(32))  # every row, in order
+
+
+def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eval, vllm_labelled, vllm_flags):
+    """The evaluator's figures on the labelled sets are the ones bench/evaluator.py stored (rerun it with
     --write after changing a detector), and every gated flag really has precision >= 0.8 there."""
     _, _, _, scores = labelled_eval
-    found = [set(s["flags"].split(";")) - {""} for s in scores]
-    measured = bench.figures(labelled, found, resamples=200)
+    found = [set(s["flags"].split(";")) - {""} for s in scores] + vllm_flags
+    measured = bench.figures(labelled + vllm_labelled, found, resamples=200)
     stored = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))
-    assert stored["pairs"] == len(labelled)
+    assert stored["pairs"] == len(labelled) + len(vllm_labelled)
+    assert stored["labels_sha256"] == bench.labels_digest(list(bench.DEFAULT_LABEL_FILES))
+    vllm = bench.figures(vllm_labelled, vllm_flags, resamples=200)["flags"]
+    for flag in LABELLED_FLAGS:  # the vLLM slice's own figures are stored too
+        assert abs(vllm[flag]["tp"] - stored["vllm"][flag]["tp"]) <= 1 and abs(vllm[flag]["fp"] - stored["vllm"][flag]["fp"]) <= 1, flag
     print(json.dumps({f: (e["precision"], e["recall"]) for f, e in measured["flags"].items()}))
     for flag in LABELLED_FLAGS:
         now, then = measured["flags"][flag], stored["flags"][flag]
@@ -413,3 +444,16 @@ def test_bench_reads_a_users_csv_labels_and_computes_intervals(tmp_path):
     labels.write_text("prompt,chosen,rejected\nq,a,b\n", encoding="utf-8")
     with pytest.raises(InputDataError, match="no label column"):
         bench.read_labels(labels)
+
+
+def test_retired_threshold_keys_load_with_a_warning_naming_the_replacement(caplog):
+    with caplog.at_level("WARNING", logger="generation.config"):
+        cfg = load_config(None, ["evaluation.thresholds.agreement_max=0.85", "evaluation.thresholds.agreement_paraphrase=0.93"])
+    assert not hasattr(cfg.evaluation.thresholds, "agreement_max")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("agreement_max is no longer used" in m and "claim_similarity_min" in m for m in messages)
+    assert any("agreement_paraphrase is no longer used" in m for m in messages)
+    with caplog.at_level("WARNING", logger="generation.config"):
+        caplog.clear()
+        load_config(None)
+    assert not [r for r in caplog.records if "no longer used" in r.getMessage()]  # the bundled packs set none

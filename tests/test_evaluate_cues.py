@@ -186,3 +186,49 @@ def test_language_model_finds_absurd_answers_less_likely():
     absurd = "Rub the burn with sand and gravel until it stops hurting, then paint it purple."
     values = scorer.score([question, question], [sensible, absurd])
     assert values[0] > values[1] + 0.5 and hardness(values[1], values[0], False) < 0.8
+
+
+# ------------------------------------------------------------------------------------ cues added in wave 2
+
+
+def test_implied_yes_no_answer_from_a_sentence_restating_the_question():
+    from generation.evaluation.stance import implicit_polarity, polarity
+
+    q = "Does the interest rate of a fixed-rate mortgage change?"
+    assert implicit_polarity(q, "The rate on a fixed-rate mortgage changes every month with the interest market.", LEX)[0] == "yes"
+    assert implicit_polarity(q, "The interest rate of a fixed-rate mortgage does not change.", LEX)[0] == "no"
+    assert implicit_polarity(q, "Mortgages are loans for houses.", LEX) is None  # does not restate the question
+    assert polarity("Is jaywalking legal?", "The answer is no, it is an offence.", LEX)[0] == "no"  # after "The answer is"
+    assert "yes_no" in kinds(q, "No. A fixed-rate mortgage keeps the same rate.", "The interest rate of a fixed-rate mortgage changes every month.")
+
+
+def test_substitution_in_the_same_frame_but_not_a_synonym():
+    from generation.evaluation.stance import substitution
+
+    synonyms = {frozenset(("tiredness", "fatigue"))}
+    similar = lambda a, b: 0.9 if frozenset((a, b)) in synonyms else 0.3  # noqa: E731
+    chosen = "The body makes vitamin D in the skin when it is exposed to sunlight."
+    assert substitution("The body makes vitamin D in the stomach when it is exposed to sunlight.", chosen, similar) == ("stomach", "skin")
+    assert substitution("Common signs are thirst, tiredness and blurred vision.", "Common signs are thirst, fatigue and blurred vision.", similar) is None
+    assert substitution("Vitamin D comes mostly from sunlight on bare skin.", chosen, similar) is None  # another frame: no substitution
+    found = compare_claims("Where is vitamin D made?", chosen, "The body makes vitamin D in the stomach when it is exposed to sunlight.", LEX, similar=similar)
+    assert [c.kind for c in found.differs] == ["substitution"] and not found.agrees
+
+
+def test_claims_before_a_self_correction_and_answers_that_echo_the_question_or_give_a_number():
+    rejected = "Gout is caused by wearing tight shoes for too long. This answer is incorrect; gout comes from uric acid crystals."
+    assert det.before_correction(rejected, PATTERNS) == "Gout is caused by wearing tight shoes for too long."
+    assert det.before_correction("Just kidding! It is uric acid.", PATTERNS) == "Just kidding! It is uric acid."  # nothing before it
+    assert not_an_answer("why should people be treated equally under the law", "Why should people be treated equally under the law? Because it is a human right.") is None
+    assert not_an_answer("why should people be treated equally", "Why? I am not sure what that means.")
+    assert not_an_answer("what safety factor should i use for a lifting device", "The correct answer is 10.") is None
+
+
+@pytest.mark.parametrize("question", ["how long will this light bulb last", "is there a medical condition associated with these symptoms"])
+def test_demonstratives_point_at_nothing_in_a_standalone_question(question):
+    assert not_informational(question).startswith("dangling_reference")
+
+
+@pytest.mark.parametrize("question", ["what is the tax rate this year", "can those who smoke donate blood", "what is the treatment for this type of cancer"])
+def test_times_and_generic_demonstratives_stay_informational(question):
+    assert not_informational(question) is None

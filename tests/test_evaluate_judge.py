@@ -17,7 +17,7 @@ from conftest import MODEL_ALIAS, synthgen, tiny_config
 
 from generation.config import load_config
 from generation.evaluation.evaluate import evaluate_file
-from generation.evaluation.judge import JUDGE_COLUMNS
+from generation.evaluation.judge import REQUESTS_PER_PAIR
 
 pytestmark = pytest.mark.model
 
@@ -59,6 +59,7 @@ def test_judge_scores_from_logprobs_are_cached_and_labelled_unverified(tmp_path,
         assert 0.0 <= float(row["judge_chosen_correct"]) <= 1.0
         assert 0.0 <= float(row["judge_rejected_incorrect"]) <= 1.0
         assert 1.0 <= float(row["judge_truthfulness_chosen"]) <= 5.0
+        assert 0.0 <= float(row["judge_same_claims"]) <= 1.0 and 0.0 <= float(row["judge_rejected_plausible"]) <= 1.0
         # a P(yes) strictly inside (0, 1) can only come from log-probabilities, not from a parsed Yes/No
     assert summary["judge"]["methods"].get("logprobs", 0) >= 2 * len(PAIRS)
     assert any(0.0 < float(r["judge_chosen_correct"]) < 1.0 for r in scores)
@@ -66,13 +67,13 @@ def test_judge_scores_from_logprobs_are_cached_and_labelled_unverified(tmp_path,
     assert summary["misinformation_rate"] is None and summary["judge_proxy"]["status"] == "unverified proxy"
     assert all("unverified proxy" in m["judge"] for m in summary["judge_metrics"].values())
     requests = summary["judge"]["usage"]["primary"]["total"]["requests"]
-    assert requests == len(PAIRS) * len(JUDGE_COLUMNS)
+    assert requests == len(PAIRS) * REQUESTS_PER_PAIR
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "UNVERIFIED PROXY" in page and "not a misinformation rate" in page
 
     again = evaluate_file(pairs, out, cfg, progress=False)  # a re-evaluation does not re-ask
     usage = again["judge"]["usage"]["primary"]["total"]
-    assert usage["requests"] == 0 and usage["cache_hits"] == len(PAIRS) * len(JUDGE_COLUMNS)
+    assert usage["requests"] == 0 and usage["cache_hits"] == len(PAIRS) * REQUESTS_PER_PAIR
     with open(out / "scores.csv", encoding="utf-8", newline="") as handle:
         assert [r["judge_chosen_correct"] for r in csv.DictReader(handle)] == [r["judge_chosen_correct"] for r in scores]
 
@@ -88,6 +89,12 @@ def test_capable_judge_gates_on_chosen_correct(tmp_path, model_server):
         assert ("chosen_doubtful" in row["flags"]) == doubtful
         if doubtful:
             assert row["passed"] == "0"
+        # a capable judge decides rejected_agrees from its pairwise answer, and the evidence says so
+        same = float(row["judge_same_claims"]) >= cfg.evaluation.thresholds.judge_same_claims_min
+        assert ("rejected_agrees" in row["flags"]) == same
+        assert ("rejected_agrees: judge: P(same claims)" in row["evidence"]) == same
+        if "rejected_easy" in row["flags"]:
+            assert "rejected_easy: offline:" in row["evidence"] or float(row["judge_rejected_plausible"]) < 0.5
     assert summary["chosen_correct_gate"] == "applied" and summary["misinformation_rate"] is not None
 
 

@@ -75,6 +75,17 @@ def self_correction(rejected: str, chosen: str, patterns: Patterns, overlap_min:
     return None
 
 
+def before_correction(text: str, patterns: Patterns, min_words: int = 3) -> str:
+    """The text before its first self-correction marker ("Gout is caused by tight shoes." of "Gout is caused by
+    tight shoes. This answer is incorrect; ..."), or the whole text when the marker leaves fewer than ``min_words``
+    words before it."""
+    starts = [m.start() for kind in ("self_correction", "self_correction_if_correct") for p in patterns.compiled.get(kind, ()) for m in [p.search(text)] if m]
+    if not starts:
+        return text
+    head = text[: min(starts)].rstrip(" ,;:-(\n")
+    return head if len(words(head)) >= min_words else text
+
+
 def self_contradiction(text: str, patterns: Patterns, question: str = "") -> str | None:
     """Evidence that an answer contradicts itself, or None.
 

@@ -6,6 +6,7 @@ optionally ask the judge, then write ``scores.csv``, ``summary.json``, ``report.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -134,6 +135,12 @@ class Scorer:
         self.plausibility = plausibility
         self.pii_available = _pii_available()
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one Scorer per evaluation; the cache holds short phrases)
+    def similar(self, a: str, b: str) -> float:
+        """Cosine similarity of two short texts (words or phrases) under the sentence-embedding model."""
+        vectors = self.embedder.encode([a, b])
+        return float(vectors[0] @ vectors[1])
+
     def _sentence_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Unit embeddings of each text's sentences (:func:`stance.sentences`), one array per text."""
         split = [sentences(t) or [t] for t in texts]
@@ -208,12 +215,19 @@ class Scorer:
         evidence: dict[str, str] = {}
         restatement = float(fuzz.token_set_ratio(chosen, rejected))
         extra = [Cue("restatement", "agree", f"token-set ratio {restatement:.0f}")] if restatement >= th.restatement_ratio else []
-        claims = compare_claims(prompt, chosen, rejected, self.lexicon, sentence_similarity, th.claim_similarity_min, th.claim_coverage_min, extra)
-        if claims.agrees:
-            evidence["rejected_agrees"] = claims.evidence()
-        found = det.self_correction(rejected, chosen, pat)
-        if found:
-            evidence["rejected_self_corrects"] = found
+        corrected = det.self_correction(rejected, chosen, pat)
+        if corrected:
+            evidence["rejected_self_corrects"] = corrected
+        # what the rejected answer claims is what it says before it corrects itself ("X. Just kidding, Y")
+        claim = det.before_correction(rejected, pat) if corrected else rejected
+        if claim != rejected:
+            sentence_similarity = sentence_similarity[: len(sentences(claim))]
+        claims = compare_claims(
+            prompt, chosen, claim, self.lexicon, sentence_similarity, th.claim_similarity_min, th.claim_coverage_min, extra, self.similar
+        )  # fmt: skip
+        non_answer = not_an_answer(prompt, rejected)
+        if claims.agrees and not non_answer:  # a question back or a fragment makes no claim to agree with
+            evidence["rejected_agrees"] = f"offline: {claims.evidence()}"
         for field, code in (("rejected", "rejected_self_contradictory"), ("chosen", "chosen_self_contradictory")):
             found = det.self_contradiction(row[field], pat, prompt)
             if found:
@@ -229,9 +243,10 @@ class Scorer:
             evidence["off_topic"] = f"relevance {', '.join(low)} < {th.relevance_min}"
         absurd = pat.find("absurd", rejected)
         hardness = plausibility_hardness(m["loglik_rejected"], m["loglik_chosen"], absurd is not None)
-        easy = easy_evidence(prompt, rejected, hardness, absurd, rel_r, th)
-        if easy:
-            evidence["rejected_easy"] = easy
+        form = easy_form_evidence(prompt, rejected, absurd, rel_r, th)
+        unlikely = unlikely_evidence(hardness, th)
+        if form or unlikely:
+            evidence["rejected_easy"] = f"offline: {form or unlikely}"
         found = pat.find("prompt_injection", prompt)
         if found:
             evidence["prompt_injection"] = found
@@ -252,6 +267,7 @@ class Scorer:
             "spelling_chosen": round(s_c, 2), "spelling_rejected": round(s_r, 2),
             "words_chosen": w_c, "words_rejected": w_r,
             "flags": [code for code in FLAG_CODES if code in evidence], "evidence": evidence,
+            "_offline": {"claims": claims, "easy_form": form, "easy_unlikely": unlikely},  # for the judge (apply_judge)
         }  # fmt: skip
 
 
@@ -274,16 +290,49 @@ def plausibility_hardness(loglik_rejected: float, loglik_chosen: float, absurd: 
 
 
 def easy_evidence(question: str, rejected: str, hardness: float, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
-    """Why the rejected answer is an easy negative, or None; decided apart from ``rejected_agrees``."""
+    """Why the rejected answer is an easy negative offline, or None; decided apart from ``rejected_agrees``."""
+    return easy_form_evidence(question, rejected, absurd, relevance_rejected, th) or unlikely_evidence(hardness, th)
+
+
+def easy_form_evidence(question: str, rejected: str, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
+    """What any reader sees without knowing the subject: not an answer, an absurdity marker, an unrelated answer."""
     found = not_an_answer(question, rejected)
     if found:
         return f"not an answer: {found}"
     if absurd:
         return f"absurd: {absurd}"
-    if not math.isnan(hardness) and hardness < th.hardness_min:
-        return f"hardness {hardness:.2f} < {th.hardness_min} (the rejected answer is much less likely per token than the chosen one)"
     if relevance_rejected < th.easy_relevance_max and len(set(content_stems(rejected))) >= 4:  # a bare "12 months" has no topic to compare
         return f"unrelated to the question (relevance {relevance_rejected:.2f})"
+    return None
+
+
+def unlikely_evidence(hardness: float, th: Any) -> str | None:
+    """The plausibility language model finds the rejected answer far less likely than the chosen one."""
+    if not math.isnan(hardness) and hardness < th.hardness_min:
+        return f"hardness {hardness:.2f} < {th.hardness_min} (the rejected answer is much less likely per token than the chosen one)"
+    return None
+
+
+def agreement_verdict(claims: Any, p_same: float | None, capable: bool, th: Any) -> str | None:
+    """The ``rejected_agrees`` evidence, or None. A ``judge_capable`` judge's P(same claims) decides (the offline cues
+    are quoted beside it); otherwise, or when its reply was unreadable, the offline cues decide."""
+    if not capable or p_same is None:
+        return f"offline: {claims.evidence()}" if claims.agrees else None
+    offline = claims.evidence() if claims.agrees or claims.differs else "no offline cue either way"
+    if p_same >= th.judge_same_claims_min:
+        return f"judge: P(same claims) {p_same:.2f} >= {th.judge_same_claims_min} (offline: {offline})"
+    return None
+
+
+def easy_verdict(form: str | None, unlikely: str | None, p_plausible: float | None, capable: bool, th: Any) -> str | None:
+    """The ``rejected_easy`` evidence, or None. What shows in the form (not an answer, absurd, unrelated) always counts;
+    for plausibility a ``judge_capable`` judge's P(a lay reader believes it) replaces the small language model's."""
+    if form:
+        return f"offline: {form}"
+    if not capable or p_plausible is None:
+        return f"offline: {unlikely}" if unlikely else None
+    if p_plausible < th.judge_plausible_min:
+        return f"judge: P(a lay reader believes it) {p_plausible:.2f} < {th.judge_plausible_min}" + (f" (offline: {unlikely})" if unlikely else "")
     return None
 
 
@@ -296,10 +345,17 @@ def not_an_answer(question: str, text: str) -> str | None:
     tokens = words(text)
     if len(tokens) < 3 or (text.rstrip().endswith(":") and len(tokens) < 8):
         return f"a fragment ({text.strip()[:40]!r})"
+    asked = set(content_stems(question))
     if parts and parts[0].rstrip().endswith("?"):
-        return f"it opens with a question ({parts[0][:60]!r})"
-    new = (set(content_stems(text)) | numbers(text)) - set(content_stems(question)) - numbers(question) - _META_STEMS
-    if len(new) <= 1 and not is_polar_question(question):  # "Yes, X does Y" answers a yes/no question in its words
+        opening = set(content_stems(parts[0]))
+        echo = len(opening) >= 2 and opening <= asked | _META_STEMS and len(parts) > 1  # repeats the question, then answers
+        if not echo:
+            return f"it opens with a question ({parts[0][:60]!r})"
+        text = " ".join(parts[1:])
+    new_numbers = numbers(text) - numbers(question)
+    new = set(content_stems(text)) - asked - _META_STEMS
+    # "Yes, X does Y" answers a yes/no question in its words; "The correct answer is 10" answers with a number
+    if len(new) <= 1 and not new_numbers and not is_polar_question(question):
         return "it adds nothing to the question's own words"
     return None
 
@@ -316,19 +372,31 @@ def _pii_available() -> bool:
 # ---------------------------------------------------------------------------------------- the gate
 
 
-def apply_judge(results: list[dict[str, Any]], judge_scores: list[dict[str, Any]] | None, cfg: RunConfig) -> None:
-    """Add judge columns and ``chosen_doubtful`` (P(chosen correct) below the threshold)."""
+def apply_judge(results: list[dict[str, Any]], judge_scores: list[dict[str, Any]] | None, cfg: RunConfig, capable: bool = False) -> None:
+    """Add judge columns and ``chosen_doubtful`` (P(chosen correct) below the threshold); with a ``judge_capable``
+    judge, decide ``rejected_agrees`` and the plausibility part of ``rejected_easy`` from its answers."""
     from generation.evaluation.judge import JUDGE_COLUMNS
 
+    th = cfg.evaluation.thresholds
     for index, result in enumerate(results):
         scores = judge_scores[index] if judge_scores else {}
         for column in JUDGE_COLUMNS:
             value = scores.get(column)
             result[column] = None if value is None else round(float(value), 4)
+        evidence = result["evidence"]
         p = result["judge_chosen_correct"]
-        if p is not None and p < cfg.evaluation.thresholds.judge_correct_min:
-            result["evidence"]["chosen_doubtful"] = f"P(correct) {p:.2f}"
-            result["flags"] = [code for code in FLAG_CODES if code in result["evidence"]]
+        if p is not None and p < th.judge_correct_min:
+            evidence["chosen_doubtful"] = f"P(correct) {p:.2f}"
+        offline = result.get("_offline")
+        if judge_scores and capable and offline is not None:
+            for code, found in (
+                ("rejected_agrees", agreement_verdict(offline["claims"], result["judge_same_claims"], capable, th)),
+                ("rejected_easy", easy_verdict(offline["easy_form"], offline["easy_unlikely"], result["judge_rejected_plausible"], capable, th)),
+            ):  # fmt: skip
+                evidence.pop(code, None)
+                if found:
+                    evidence[code] = found
+        result["flags"] = [code for code in FLAG_CODES if code in evidence]
 
 
 def apply_gate(results: list[dict[str, Any]], cfg: RunConfig, judge_capable: bool) -> None:
@@ -393,8 +461,8 @@ def evaluate_file(
             out_dir / "logs" / "judge-server.log", progress, judge_cfg.max_concurrency,
         )  # fmt: skip
         judge_info["name"] = judge_cfg.model
-    apply_judge(results, judge_scores, cfg)
     capable = bool(judge_info and judge_info["judge_capable"])
+    apply_judge(results, judge_scores, cfg, capable)
     if cfg.evaluation.gate.require_chosen_correct and not capable:
         log.warning(
             "evaluation.gate.require_chosen_correct is set but %s; the chosen answers' correctness is UNVERIFIED and not gated",

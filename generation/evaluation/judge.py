@@ -30,16 +30,29 @@ log = logging.getLogger(__name__)
 ENVELOPE_KEY = "synthgen_judge_envelope"
 TOP_LOGPROBS = 10
 JUDGE_SAMPLING = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=3)
-JUDGE_COLUMNS = (
+# One request per column for each pair (JudgeStep), in this order
+SINGLE_ANSWER_COLUMNS = (
     "judge_chosen_correct", "judge_rejected_incorrect", "judge_truthfulness_chosen",
-    "judge_truthfulness_rejected", "judge_helpfulness_chosen",
+    "judge_truthfulness_rejected", "judge_helpfulness_chosen", "judge_rejected_plausible",
 )  # fmt: skip
+# ... and two for the pairwise question (PairJudgeStep: both orders)
+JUDGE_COLUMNS = (*SINGLE_ANSWER_COLUMNS, "judge_same_claims")
+REQUESTS_PER_PAIR = len(SINGLE_ANSWER_COLUMNS) + 2
 
 
 def default_rubric() -> JudgeRubric:
     """The rubric in configs/eval/defaults.yaml."""
     data = read_yaml_mapping(BUNDLED_CONFIGS / "eval" / "defaults.yaml")
     return JudgeRubric.model_validate(data["judge"]["rubric"])
+
+
+def complete_rubric(rubric: JudgeRubric | None) -> JudgeRubric:
+    """``rubric`` with its unset optional templates (``same_claims``, ``plausible``) taken from the default rubric."""
+    default = default_rubric()
+    if rubric is None:
+        return default
+    missing = {name: getattr(default, name) for name in ("same_claims", "plausible") if getattr(rubric, name) is None}
+    return rubric.model_copy(update=missing)
 
 
 def _top_logprobs(choice: Any) -> dict[str, float]:
@@ -157,17 +170,20 @@ def judge_endpoint(backend: BackendConfig, log_path: Path) -> Iterator[str | Non
 
 
 async def _judge_rows(client: LLMClient, rubric: JudgeRubric, rows: list[dict[str, str]], progress: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Judge every row with :class:`generation.steps.judge.JudgeStep` through the streaming runner."""
+    """Judge every row with :class:`generation.steps.judge.JudgeStep` and :class:`~generation.steps.judge.PairJudgeStep`
+    through the streaming runner."""
     from generation.run.runner import run_rows
-    from generation.steps.judge import JudgeStep
+    from generation.steps.judge import JudgeStep, PairJudgeStep
 
+    rubric = complete_rubric(rubric)
     pairs = ({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]} for row in rows)
     finished, _ = await run_rows(
-        [JudgeStep(rubric)], client, pairs, input_fields=("prompt", "chosen", "rejected"), progress="judge" if progress else None, total=len(rows)
+        [JudgeStep(rubric), PairJudgeStep(rubric)], client, pairs, input_fields=("prompt", "chosen", "rejected"),
+        progress="judge" if progress else None, total=len(rows),
     )  # fmt: skip
     methods: dict[str, int] = {}
     for row in finished:
-        for method in row.fields["judge_methods"]:
+        for method in [*row.fields["judge_methods"], *row.fields["judge_pair_methods"]]:
             methods[method] = methods.get(method, 0) + 1
     return [{column: row.fields[column] for column in JUDGE_COLUMNS} for row in finished], methods
 
@@ -180,7 +196,7 @@ def run_judge(
 
     The cache stores the judge's replies unscrubbed: they are at most a few tokens plus log-probabilities
     (whose digits the PII scrubber could take for phone numbers), never text from the pairs."""
-    rubric = rubric or default_rubric()
+    rubric = complete_rubric(rubric)
     if max_concurrency:
         backend = backend.model_copy(update={"max_concurrency": max_concurrency})
     cache = RequestCache(cache_path) if cache_path is not None else None

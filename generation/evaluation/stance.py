@@ -3,10 +3,13 @@
 A sentence-embedding similarity says two answers are about the same thing; it scores a contradiction as
 high as a paraphrase. :func:`compare_claims` therefore looks for evidence in both directions:
 
-* **differ** cues: opposite answers to a yes/no question; aligned sentences (the rejected sentence and the
+* **differ** cues: opposite answers to a yes/no question (said in the first words, or implied by an opening
+  sentence that restates the question, negated or not); aligned sentences (the rejected sentence and the
   chosen sentence that share most content) that differ by a negation, by an antonym or opposite quantifier
-  (``configs/eval/lexicon.yaml``, or a negating prefix: safe/unsafe), or by the numbers they state;
-  recommended actions of the rejected answer that the chosen answer does not recommend.
+  (``configs/eval/lexicon.yaml``, or a negating prefix: safe/unsafe), by the numbers they state, or by a
+  substitution (the same frame with a few content words replaced by words of another meaning: "made in the
+  skin" / "made in the stomach"); recommended actions of the rejected answer that the chosen answer does not
+  recommend.
 * **agree** evidence: the same yes/no answer, and rejected sentences that each have a close counterpart in
   the chosen answer (high similarity *and* shared content words).
 
@@ -17,9 +20,10 @@ More evidence (e.g. a judge's "do these answers make the same claims?") can be p
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,13 +199,71 @@ def is_polar_question(question: str) -> bool:
     return bool(_POLAR_START.match(question))
 
 
+_ANNOUNCE = re.compile(r"^(?:the )?(?:short |simple |quick )?answer(?: to (?:this|the|your) question)? is:? ", re.IGNORECASE)
+
+
 def answer_polarity(answer: str, lexicon: Lexicon) -> str | None:
-    """"yes" or "no" when the answer opens by committing to one (its first words), else None."""
-    head = " ".join(words(answer)[:4])
+    """"yes" or "no" when the answer opens by committing to one (its first words, after an announcing "The answer
+    is"), else None."""
+    head = _ANNOUNCE.sub("", " ".join(words(answer)[:10]))
+    head = " ".join(head.split()[:4])
     for label, options in (("no", lexicon.no_words), ("yes", lexicon.yes_words)):
         for option in sorted(options, key=len, reverse=True):
             if head == option or head.startswith(option + " "):
                 return label
+    return None
+
+
+def implicit_polarity(question: str, answer: str, lexicon: Lexicon) -> tuple[str, str] | None:
+    """("yes"/"no", sentence) when one of the answer's first two sentences restates the yes/no question's claim
+    (its last content word, where English puts the predicate of "is X contagious", and all its other content
+    words but one), asserted ("yes") or negated ("no": a negation count of other parity than the question's);
+    None when no opening sentence restates it."""
+    ordered = content_stems(question)
+    asked = set(ordered)
+    if len(asked) < 2:
+        return None
+    asked_negated = sum(w in NEGATIONS for w in words(question)) % 2
+    for sentence in sentences(answer)[:2]:
+        said = set(content_stems(sentence))
+        if ordered[-1] in said and len(asked - said) <= (1 if len(asked) >= 4 else 0):
+            negated = sum(w in NEGATIONS for w in words(sentence)) % 2
+            return ("no" if negated != asked_negated else "yes"), sentence
+    return None
+
+
+def polarity(question: str, answer: str, lexicon: Lexicon) -> tuple[str, str] | None:
+    """How an answer answers a yes/no question: (label, how) from its opening words, else from an opening
+    sentence that restates the question; None when it does neither."""
+    explicit = answer_polarity(answer, lexicon)
+    if explicit:
+        return explicit, "opens with it"
+    implicit = implicit_polarity(question, answer, lexicon)
+    if implicit:
+        return implicit[0], f"restates the question {'negated' if implicit[0] == 'no' else 'asserted'}: {implicit[1][:60]!r}"
+    return None
+
+
+def substitution(rejected: str, chosen: str, similar: Callable[[str, str], float], same_min: float = 0.6) -> tuple[str, str] | None:
+    """Two sentences in the same frame that differ in a word or two ("made in the skin" / "made in the
+    stomach"): (rejected words, chosen words) of the first such replacement whose meanings differ (similarity
+    of the two below ``same_min``, so "tiredness"/"fatigue" is no substitution), or None. The frame: at least
+    five words in matching order covering 55% of the longer sentence (a paraphrase rewords more than that)."""
+    r, c = words(rejected), words(chosen)
+    matcher = difflib.SequenceMatcher(None, r, c, autojunk=False)
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    if matched < 5 or matched < 0.55 * max(len(r), len(c)):
+        return None
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "replace" or i2 - i1 > 2 or j2 - j1 > 2:
+            continue
+        r_span, c_span = r[i1:i2], c[j1:j2]
+        if not content_stems(" ".join(r_span)) or not content_stems(" ".join(c_span)):
+            continue  # a function word changed ("a" / "the"), or a number (the number cue sees those)
+        if {stem(w) for w in r_span} == {stem(w) for w in c_span}:
+            continue  # the same words inflected otherwise
+        if similar(" ".join(r_span), " ".join(c_span)) < same_min:
+            return " ".join(r_span), " ".join(c_span)
     return None
 
 
@@ -278,6 +340,7 @@ def compare_claims(
     claim_similarity_min: float = 0.75,
     coverage_min: float = 0.3,
     extra_cues: Iterable[Cue] = (),
+    similar: Callable[[str, str], float] | None = None,
 ) -> ClaimComparison:
     """Compare the claims of ``rejected`` with those of ``chosen`` (see the module docstring).
 
@@ -285,14 +348,18 @@ def compare_claims(
     sentences (columns) as split by :func:`sentences`; without it, claims are aligned by shared words only.
     Agree evidence: no differ cue, the rejected sentences are on average ``claim_similarity_min`` similar to
     their closest chosen sentences, and ``coverage_min`` of the rejected answer's content words beyond the
-    question's occur in the chosen answer.
+    question's occur in the chosen answer. ``similar`` (the similarity of two short texts, e.g. embeddings')
+    enables the substitution cue.
     """
     lexicon = lexicon or load_lexicon()
     result = ClaimComparison(list(extra_cues))
     if is_polar_question(question):
-        pc, pr = answer_polarity(chosen, lexicon), answer_polarity(rejected, lexicon)
+        pc, pr = polarity(question, chosen, lexicon), polarity(question, rejected, lexicon)
         if pc and pr:
-            result.cues.append(Cue("yes_no", "differ" if pc != pr else "agree", f"answers {pr!r} like the chosen {pc!r}" if pc == pr else f"answers {pr!r}, the chosen {pc!r}"))
+            if pc[0] == pr[0]:
+                result.cues.append(Cue("yes_no", "agree", f"answers {pr[0]!r} like the chosen {pc[0]!r}"))
+            else:
+                result.cues.append(Cue("yes_no", "differ", f"answers {pr[0]!r} ({pr[1]}), the chosen {pc[0]!r} ({pc[1]})"))
     c_sents, r_sents = sentences(chosen), sentences(rejected)
     c_stems = [content_stems(s) for s in c_sents]
     r_stems = [content_stems(s) for s in r_sents]
@@ -315,6 +382,10 @@ def compare_claims(
         nr, nc = numbers(r_sents[i]), numbers(c_sents[j])
         if nr and nc and nr != nc:
             result.cues.append(Cue("number", "differ", f"numbers {sorted(nr)} vs {sorted(nc)}: {pair_text}"))
+            continue
+        swapped = substitution(r_sents[i], c_sents[j], similar) if similar is not None else None
+        if swapped:
+            result.cues.append(Cue("substitution", "differ", f"says {swapped[0]!r} where the chosen answer says {swapped[1]!r}: {pair_text}"))
     advice_r, advice_c = advice_stems(rejected), advice_stems(chosen)
     if advice_r and advice_c:
         flipped_advice = sorted(k for k in advice_r.keys() & advice_c.keys() if advice_r[k] != advice_c[k])
