@@ -56,7 +56,10 @@ _MODIFICATION = re.compile(r"new question\b[^\n]*?\bthat\s+(.+?)\.?\s*$", re.IGN
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _COUNT = re.compile(r"\bwrite\s+(\d+)\b", re.IGNORECASE)
 _THIS_THING = re.compile(r"\b(?:this|that|the same)\s+(?:[a-z]+\s+)?(?:condition|situation|issue|problem|matter|topic|"
-                         r"product|decision|choice|design|installation|system|application|calculation|case|question)\b", re.IGNORECASE)  # fmt: skip
+                         r"product|decision|choice|design|installation|system|application|calculation|case|question)\b"
+                         # any other "this [word] noun" that ends the clause ("this financial task", "this work")
+                         r"|\b(?:this|these|those|the same)\s+(?:[a-z]+\s+)?[a-z]+$", re.IGNORECASE)  # fmt: skip
+_BARE_THIS = re.compile(r"\b(?:this|these|those)\b", re.IGNORECASE)  # a pronoun: "how this compares with ..."
 _IT = re.compile(r"\b(in|of|about|for|with|from|to) it\b", re.IGNORECASE)
 _OR_ALTERNATIVE = re.compile(r"\s+or\s+(?:an?\s+|the\s+)?[\w-]+(?=[\s,]|$)", re.IGNORECASE)  # "term or condition" -> "term"
 _QUESTION_WORD = re.compile(r"\bquestions?\b", re.IGNORECASE)  # synthgen's filters reject meta text ("this question")
@@ -190,6 +193,8 @@ def new_question(seed_question: str, modification: str, rng: random.Random, max_
         topic = " ".join(topic_words[:keep])
         if _THIS_THING.search(clause):
             body = _THIS_THING.sub(topic, clause, count=1)
+        elif _BARE_THIS.search(clause):
+            body = _BARE_THIS.sub(topic, clause, count=1)
         elif _IT.search(clause):
             body = _IT.sub(lambda m: f"{m.group(1)} {topic}", clause, count=1)
         else:
