@@ -46,3 +46,15 @@ def test_side_environment_from_the_variable_or_the_checkout(monkeypatch: pytest.
     expected = REPO / ".venv-absent" / "bin" / "python"
     with pytest.raises(ConfigError, match=rf"{expected} is not an executable Python \(run `make venv` or set SYNTHGEN_ABSENT_PYTHON\)"):
         side_python("absent")
+
+
+def test_every_bundled_file_is_declared_package_data():
+    """A wheel ships only what pyproject's package-data patterns match: a new kind of file under configs/ or
+    slurm/ (e.g. configs/eval/precision.json) must be declared, or installed synthgen cannot find it."""
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
+    for package, folder in (("generation.configs", REPO / "configs"), ("generation.slurm", REPO / "slurm")):
+        shipped = {path for pattern in patterns[package] for path in folder.glob(pattern)}
+        files = {p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts}
+        assert sorted(str(p.relative_to(REPO)) for p in files - shipped) == []
