@@ -168,12 +168,13 @@ def test_engine_killed_mid_run_retries_falls_back_then_resumes(vllm_server: Serv
     """`backend.engine: vllm` starts its own server (log in the run folder's logs/). Killed mid-answers: the
     requests are retried, then go to the fallback (the shared server) until its cap, and the run fails in one
     line with nothing of the server left; the same command then starts a new server, resumes from the request
-    cache and publishes a complete run folder."""
+    cache and publishes a complete run folder. The kill comes at the first accepted answer: the streaming engine
+    has other rows' questions and answers in flight then, more than the fallback's cap of 1."""
     fallback_model = tmp_path / "fallback.yaml"
     fallback_model.write_text(yaml.safe_dump({"backend": {"engine": "endpoint", "model": MODEL_ALIAS, "base_url": vllm_server.base_url}}))
     config = tiny_config(
         tmp_path, None, name="vllm-engine", model=CPU_MODEL,
-        fallback={"enabled": True, "model": str(fallback_model), "max_requests": 3},
+        fallback={"enabled": True, "model": str(fallback_model), "max_requests": 1},
         retry={"max_retries": 2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5, "primary_cooldown_s": 600},
         backend={"timeout_s": 60},
     )  # fmt: skip
@@ -186,7 +187,7 @@ def test_engine_killed_mid_run_retries_falls_back_then_resumes(vllm_server: Serv
     deadline = time.monotonic() + 900
     while process.poll() is None and time.monotonic() < deadline:
         log = shard / "logs" / "synthgen.log"
-        if log.is_file() and "answering" in log.read_text(encoding="utf-8"):
+        if log.is_file() and "step chosen: first row accepted" in log.read_text(encoding="utf-8"):
             break
         time.sleep(0.2)
     assert process.poll() is None, process.communicate()[1]
