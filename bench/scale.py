@@ -217,7 +217,17 @@ def run_config(path: Path, seeds_csv: Path, size: int, in_flight: int, base_url:
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
 
 
-def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Path, dist: str, timeout_s: float) -> Result:
+def attach_profiler(pid: int, out: Path, rate: int) -> subprocess.Popen[bytes] | None:
+    """Sample ``pid`` with py-spy (a separate process, so its CPU is not counted) into a collapsed-stack file."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    command = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "w"))  # noqa: SIM115
+
+
+def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Path, dist: str, timeout_s: float,
+            profile: Path | None = None) -> Result:  # fmt: skip
     result = Result(size, in_flight, latency)
     run_dir = work / f"run-{size}-{in_flight}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -228,6 +238,7 @@ def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Pa
         started = time.monotonic()
         env = {"HF_DATASETS_CACHE": str(run_dir / "hf-cache"), "HF_HUB_OFFLINE": "1"}
         process = synthgen("run", "-c", str(run_dir / "config.yaml"), "-o", str(run_dir / "out"), log=run_dir / "synthgen.log", env=env)
+        spy = attach_profiler(process.pid, profile / f"profile-{size}-{in_flight}.txt", 100) if profile else None
         peak, stop = [0.0], threading.Event()
         watcher = threading.Thread(target=watch_rss, args=(process.pid, peak, stop), daemon=True)
         watcher.start()
@@ -238,6 +249,8 @@ def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Pa
         killer.cancel()
         stop.set()
         watcher.join()
+        if spy is not None:
+            spy.wait(60)
         result.wall_s = time.monotonic() - started
         kinds = {k: v for k, v in sim_stats(base_url)["by_kind"].items() if k != "other"}  # "other": the probe
     finally:
@@ -282,19 +295,23 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=6 * 3600, help="per run")
     parser.add_argument("--work-dir", type=Path, help="keep seeds, configs, logs and run folders here")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (default: deleted after each run)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample each synthgen run with py-spy (100 Hz, collapsed stacks) into DIR/profile-SEEDS-INFLIGHT.txt")
     args = parser.parse_args()
     stop_on_sigterm()
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
     settings = parse_in_flight(args.in_flight)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="synthgen-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     try:
         for size in sizes:
             seeds_csv = work / f"seeds-{size}.csv"
             write_seeds(seeds_csv, size)
             for in_flight, latency in settings:
-                result = measure(size, in_flight, latency, seeds_csv, work, args.latency_dist, args.timeout_s)
+                result = measure(size, in_flight, latency, seeds_csv, work, args.latency_dist, args.timeout_s, args.profile)
                 results.append(result)
                 print(describe(result), flush=True)
                 if not args.keep:
