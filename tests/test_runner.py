@@ -367,3 +367,23 @@ def test_a_failing_request_stops_the_run_and_cancels_what_is_in_flight():
     with pytest.raises(RuntimeError, match="exploded"):
         asyncio.run(go())
     assert emitted == list(range(len(emitted))) and len(emitted) < 50
+
+
+def test_the_collector_is_tuned_while_rows_run_and_restored_after_even_on_failure():
+    import gc
+
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    class Watching(ScriptedClient):
+        async def chat(self, request):
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+            if request.messages[-1][1] == "answer q7":
+                raise RuntimeError("endpoint exploded")
+            return await super().chat(request)
+
+    before = gc.get_threshold()
+    client = Watching(lambda user, seed: "fact")
+    with pytest.raises(RuntimeError, match="exploded"):
+        asyncio.run(run_rows([Answer()], client, [{"q": f"q{i}"} for i in range(10)], input_fields=("q",)))
+    assert seen and all(threshold[0] > before[0] and frozen > 0 for threshold, frozen in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
