@@ -145,6 +145,8 @@ class _RowState:
 class Runner:
     """Run ``steps`` over rows; see the module docstring. One runner per pass over a stream of rows."""
 
+    yield_every = 64  # replies handled between two turns of the event loop
+
     def __init__(
         self,
         steps: Sequence[Step],
@@ -235,10 +237,15 @@ class Runner:
             self._wake = loop.create_future()
             await self._wake
             done, self._done = self._done, []
-            for task in done:
+            for count, task in enumerate(done, 1):
                 self._in_flight -= 1
                 row, index, sample, attempt, request = self._jobs.pop(task)
                 self._on_reply(row, index, sample, attempt, request, task.result())
+                if count % self.yield_every == 0 and count < len(done):
+                    # A long batch of replies would keep every freed slot empty until its end: send what is
+                    # ready and let the loop run the sends (replies arriving meanwhile wait for the next batch).
+                    self._dispatch()
+                    await asyncio.sleep(0)
 
     async def _watch_loop_lag(self, tick_s: float = 0.05) -> None:
         """Measure how late the event loop wakes a 50 ms timer: work on the loop (parsing, checks, the
