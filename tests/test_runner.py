@@ -387,3 +387,22 @@ def test_the_collector_is_tuned_while_rows_run_and_restored_after_even_on_failur
         asyncio.run(run_rows([Answer()], client, [{"q": f"q{i}"} for i in range(10)], input_fields=("q",)))
     assert seen and all(threshold[0] > before[0] and frozen > 0 for threshold, frozen in seen)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.002])
+def test_replies_that_arrive_while_a_batch_yields_are_not_lost(latency: float):
+    """The runner lets the event loop turn inside a long batch of replies; replies arriving meanwhile must be
+    handled without waiting for another one (the last ones would hang the run), and nothing else changes."""
+    rows = [{"q": f"q{i}"} for i in range(60)]
+    expected, _, _ = run([Answer(), Wrong()], answer_script, rows, capacity=16, input_fields=("q",))
+
+    class Yielding(Runner):
+        yield_every = 1
+
+    async def go():
+        finished: list[Row] = []
+        client = ScriptedClient(answer_script, 16, latency, seed=3)
+        await asyncio.wait_for(Yielding([Answer(), Wrong()], client, input_fields=("q",)).run(rows, finished.append), 30)
+        return finished
+
+    assert outcome(asyncio.run(go())) == outcome(expected)

@@ -234,8 +234,9 @@ class Runner:
                 if not self._window and self._exhausted:
                     break
                 self._stalled()
-            self._wake = loop.create_future()
-            await self._wake
+            if not self._done:  # replies that arrived while a batch yielded (below) are handled without waiting
+                self._wake = loop.create_future()
+                await self._wake
             done, self._done = self._done, []
             for count, task in enumerate(done, 1):
                 self._in_flight -= 1
