@@ -14,10 +14,15 @@ and PII scrubbing on, evaluation off). It prints, per run:
   "n/a" when the engine does not record it).
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000] [--full] [--in-flight 512:1,5000:10]
-        [--latency-dist uniform|lognormal|fixed] [--work-dir DIR --keep]
+        [--latency-dist uniform|lognormal|fixed] [--work-dir DIR --keep] [--profile DIR] [--memory]
 
 ``--full`` adds 1,000,000 seeds. Last line: ``scale: <ratio at 100k seeds, 512 in flight>`` (when that run was
 not made: the largest size run at the first in-flight setting, named on the line before).
+
+``--memory`` measures memory only: 500,000 seeds (1M questions, 1M pairs) against an endpoint that answers in
+5 ms, so the run takes its CPU time rather than the 1M makespan, then ``synthgen gather`` again in a fresh
+process over the finished shards; last line: ``memory: <the larger peak RSS of the two, MiB>``. ``--profile DIR``
+samples each run with py-spy into ``DIR/profile-SEEDS-INFLIGHT.txt`` (collapsed stacks).
 """
 
 from __future__ import annotations
