@@ -5,7 +5,9 @@ The endpoint is a minimal HTTP/1.1 keep-alive server on raw asyncio (the simulat
 The client is synthgen's LLMClient (retries, adaptive concurrency, health checks, accounting; no request
 cache unless noted), measured with each transport;
 ``http+cache+pii`` is the default transport as a run uses it: the SQLite request cache with the PII
-scrubber, and each reply scrubbed again as a step receives it (``generation.pii.scrub_reply``).
+scrubber, the step's scrubbing reusing what the cache scrubbed (``generation.pii.scrub_reply``). Each
+load runs with the garbage-collector settings of a run (``generation.run.runner.few_collections``) unless
+``--default-gc``.
 
     .venv/bin/python bench/overhead.py [--requests N] [--concurrency C]
 
@@ -59,7 +61,17 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-async def load(base_url: str, transport: str, count: int, concurrency: int, cache_dir: Path | None, pii: bool = False) -> dict:
+def load(base_url: str, transport: str, count: int, concurrency: int, cache_dir: Path | None, pii: bool = False, default_gc: bool = False) -> dict:
+    """One load in its own event loop, with the collector settings a run uses (unless ``default_gc``)."""
+    from contextlib import nullcontext
+
+    from generation.run.runner import few_collections
+
+    with nullcontext() if default_gc else few_collections():
+        return asyncio.run(_load(base_url, transport, count, concurrency, cache_dir, pii))
+
+
+async def _load(base_url: str, transport: str, count: int, concurrency: int, cache_dir: Path | None, pii: bool = False) -> dict:
     from generation.backends.cache import RequestCache
     from generation.backends.client import ChatRequest, LLMClient
     from generation.config import BackendConfig, RetryConfig, SamplingConfig
@@ -93,6 +105,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--default-gc", action="store_true", help="Python's default collector thresholds, as before runs set them")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -103,15 +116,17 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):  # interleaved, so both see the same background load
-                runs["http"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, None)))
-                runs["http+cache"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, Path(tmp))))
-                runs["http+cache+pii"].append(asyncio.run(load(base_url, "http", args.requests, args.concurrency, Path(tmp), pii=True)))
+                gc_default = args.default_gc
+                runs["http"].append(load(base_url, "http", args.requests, args.concurrency, None, default_gc=gc_default))
+                runs["http+cache"].append(load(base_url, "http", args.requests, args.concurrency, Path(tmp), default_gc=gc_default))
+                runs["http+cache+pii"].append(load(base_url, "http", args.requests, args.concurrency, Path(tmp), pii=True, default_gc=gc_default))
                 count = max(1000, args.requests // 4)
-                runs["inference_client"].append(asyncio.run(load(base_url, "inference_client", count, args.concurrency, None)))
+                runs["inference_client"].append(load(base_url, "inference_client", count, args.concurrency, None, default_gc=gc_default))
     finally:
         server.terminate()
         server.wait()
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, in flight: {args.concurrency}, rounds: {args.rounds}")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, in flight: {args.concurrency}, rounds: {args.rounds}, "
+          f"collector: {'default' if args.default_gc else 'as in a run'}")  # fmt: skip
     print(f"{'transport':<18}{'requests/s (best)':>20}{'CPU ms/request':>16}")
     best = {}
     for name, items in runs.items():

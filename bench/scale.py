@@ -14,10 +14,15 @@ and PII scrubbing on, evaluation off). It prints, per run:
   "n/a" when the engine does not record it).
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000] [--full] [--in-flight 512:1,5000:10]
-        [--latency-dist uniform|lognormal|fixed] [--work-dir DIR --keep]
+        [--latency-dist uniform|lognormal|fixed] [--work-dir DIR --keep] [--profile DIR] [--memory]
 
 ``--full`` adds 1,000,000 seeds. Last line: ``scale: <ratio at 100k seeds, 512 in flight>`` (when that run was
 not made: the largest size run at the first in-flight setting, named on the line before).
+
+``--memory`` measures memory only: 500,000 seeds (1M questions, 1M pairs) against an endpoint that answers in
+5 ms, so the run takes its CPU time rather than the 1M makespan, then ``synthgen gather`` again in a fresh
+process over the finished shards; last line: ``memory: <the larger peak RSS of the two, MiB>``. ``--profile DIR``
+samples each run with py-spy into ``DIR/profile-SEEDS-INFLIGHT.txt`` (collapsed stacks).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common import REPO, stop_on_sigterm, synthgen, tail
 
@@ -145,6 +151,10 @@ class Result:
     questions: int = 0
     pairs: int = 0
     wall_s: float = 0.0
+    loop_lag_max_ms: int | None = None  # the largest delay of the event loop (run_summary.json, engine figures)
+    loop_stalls: int | None = None  # event-loop stalls of 100 ms or more
+    gather_rss_mib: float | None = None  # --memory: peak RSS of `synthgen gather` alone
+    gather_s: float = 0.0
     error: str = ""
 
     @property
@@ -217,34 +227,57 @@ def run_config(path: Path, seeds_csv: Path, size: int, in_flight: int, base_url:
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
 
 
-def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Path, dist: str, timeout_s: float) -> Result:
+def attach_profiler(pid: int, out: Path, rate: int) -> subprocess.Popen[bytes] | None:
+    """Sample ``pid`` with py-spy (a separate process, so its CPU is not counted) into a collapsed-stack file."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    command = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "w"))  # noqa: SIM115
+
+
+def run_measured(args: list[str], log: Path, env: dict[str, str], timeout_s: float, profile: Path | None = None) -> tuple[int, Any, float]:
+    """Run ``synthgen ARGS``; returns its exit status, its resource usage (children included) and its peak RSS in MiB
+    (the process tree sampled every 0.5 s, or the kernel's ru_maxrss if larger)."""
+    process = synthgen(*args, log=log, env=env)
+    spy = attach_profiler(process.pid, profile, 100) if profile else None
+    peak, stop = [0.0], threading.Event()
+    watcher = threading.Thread(target=watch_rss, args=(process.pid, peak, stop), daemon=True)
+    watcher.start()
+    killer = threading.Timer(timeout_s, process.kill)
+    killer.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    killer.cancel()
+    stop.set()
+    watcher.join()
+    if spy is not None:
+        spy.wait(60)
+    return process.returncode, usage, max(peak[0], usage.ru_maxrss / 1024)
+
+
+def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Path, dist: str, timeout_s: float,
+            profile: Path | None = None, gather_again: bool = False) -> Result:  # fmt: skip
     result = Result(size, in_flight, latency)
     run_dir = work / f"run-{size}-{in_flight}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     sim, base_url = start_sim(latency, dist, run_dir / "sim.log")
+    env = {"HF_DATASETS_CACHE": str(run_dir / "hf-cache"), "HF_HUB_OFFLINE": "1"}
     try:
         run_config(run_dir / "config.yaml", seeds_csv, size, in_flight, base_url)
         started = time.monotonic()
-        env = {"HF_DATASETS_CACHE": str(run_dir / "hf-cache"), "HF_HUB_OFFLINE": "1"}
-        process = synthgen("run", "-c", str(run_dir / "config.yaml"), "-o", str(run_dir / "out"), log=run_dir / "synthgen.log", env=env)
-        peak, stop = [0.0], threading.Event()
-        watcher = threading.Thread(target=watch_rss, args=(process.pid, peak, stop), daemon=True)
-        watcher.start()
-        killer = threading.Timer(timeout_s, process.kill)
-        killer.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        killer.cancel()
-        stop.set()
-        watcher.join()
+        returncode, usage, result.peak_rss_mib = run_measured(
+            ["run", "-c", str(run_dir / "config.yaml"), "-o", str(run_dir / "out")], run_dir / "synthgen.log", env, timeout_s,
+            profile / f"profile-{size}-{in_flight}.txt" if profile else None,
+        )  # fmt: skip
         result.wall_s = time.monotonic() - started
         kinds = {k: v for k, v in sim_stats(base_url)["by_kind"].items() if k != "other"}  # "other": the probe
     finally:
         sim.terminate()
         sim.wait()
-    if process.returncode != 0:
-        result.error = f"synthgen exited {process.returncode}: {tail(run_dir / 'synthgen.log', 600).strip()}"
+    if returncode != 0:
+        result.error = f"synthgen exited {returncode}: {tail(run_dir / 'synthgen.log', 600).strip()}"
         return result
     result.requests = sum(int(k["answered"]) for k in kinds.values())
     if result.requests:
@@ -252,13 +285,21 @@ def measure(size: int, in_flight: int, latency: float, seeds_csv: Path, work: Pa
         result.ideal_s = result.requests * result.mean_latency / in_flight
         result.actual_s = max(k["last_answer"] for k in kinds.values()) - min(k["first_arrival"] for k in kinds.values())
         result.cpu_ms = 1000 * (usage.ru_utime + usage.ru_stime) / result.requests
-    result.peak_rss_mib = max(peak[0], usage.ru_maxrss / 1024)
     summary = json.loads((run_dir / "out/run_summary.json").read_text(encoding="utf-8"))
-    questions = summary.get("stages", {}).get("questions", {})
-    near = questions.get("near_duplicate_s")
+    stages = summary.get("stages", {})
+    near = stages.get("questions", {}).get("near_duplicate_s")
     result.near_duplicate_s = float(near) if isinstance(near, (int, float)) else None
+    engine = stages.get("engine", {})
+    result.loop_lag_max_ms = engine.get("loop_lag_max_ms")
+    result.loop_stalls = engine.get("loop_stalls_100ms")
     result.questions = int(summary.get("rows", {}).get("questions", 0))
     result.pairs = int(summary.get("rows", {}).get("pairs", 0))
+    if gather_again:  # the gather alone, in a fresh process, over the finished shards
+        started = time.monotonic()
+        returncode, usage, result.gather_rss_mib = run_measured(["gather", "-o", str(run_dir / "out")], run_dir / "gather.log", env, timeout_s)
+        result.gather_s = time.monotonic() - started
+        if returncode != 0:
+            result.error = f"synthgen gather exited {returncode}: {tail(run_dir / 'gather.log', 600).strip()}"
     return result
 
 
@@ -275,26 +316,36 @@ def parse_in_flight(text: str) -> list[tuple[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000", help="seed counts, comma-separated")
+    parser.add_argument("--sizes", default=None, help="seed counts, comma-separated (default 10000,100000; --memory: 500000)")
     parser.add_argument("--full", action="store_true", help="add 1,000,000 seeds")
-    parser.add_argument("--in-flight", default="512:1,5000:10", help="IN_FLIGHT:MEAN_LATENCY_S pairs, comma-separated")
-    parser.add_argument("--latency-dist", choices=["uniform", "lognormal", "fixed"], default="uniform")
+    parser.add_argument("--in-flight", default=None,
+                        help="IN_FLIGHT:MEAN_LATENCY_S pairs, comma-separated (default 512:1,5000:10; --memory: 512:0.005)")
+    parser.add_argument("--latency-dist", choices=["uniform", "lognormal", "fixed"], default=None, help="default uniform (--memory: fixed)")
+    parser.add_argument("--memory", action="store_true",
+                        help="memory only: a near-instant endpoint (5 ms), so a run takes its CPU time, not its ideal makespan; "
+                             "then `synthgen gather` again in a fresh process; headline: the largest peak RSS (MiB)")
     parser.add_argument("--timeout-s", type=float, default=6 * 3600, help="per run")
     parser.add_argument("--work-dir", type=Path, help="keep seeds, configs, logs and run folders here")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (default: deleted after each run)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample each synthgen run with py-spy (100 Hz, collapsed stacks) into DIR/profile-SEEDS-INFLIGHT.txt")
     args = parser.parse_args()
     stop_on_sigterm()
-    sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
-    settings = parse_in_flight(args.in_flight)
+    sizes_text = args.sizes or ("500000" if args.memory else "10000,100000")
+    sizes = [int(s) for s in sizes_text.split(",") if s] + ([1_000_000] if args.full else [])
+    settings = parse_in_flight(args.in_flight or ("512:0.005" if args.memory else "512:1,5000:10"))
+    dist = args.latency_dist or ("fixed" if args.memory else "uniform")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="synthgen-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     try:
         for size in sizes:
             seeds_csv = work / f"seeds-{size}.csv"
             write_seeds(seeds_csv, size)
             for in_flight, latency in settings:
-                result = measure(size, in_flight, latency, seeds_csv, work, args.latency_dist, args.timeout_s)
+                result = measure(size, in_flight, latency, seeds_csv, work, dist, args.timeout_s, args.profile, args.memory)
                 results.append(result)
                 print(describe(result), flush=True)
                 if not args.keep:
@@ -302,25 +353,35 @@ def main() -> None:
     finally:
         if args.work_dir is None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, latency {args.latency_dist}; "
-          "goals: ratio >= 0.95, CPU <= 1.0 ms/request")  # fmt: skip
+    goals = "peak RSS < 1536 MiB for 1M questions and for a gather of 1M rows" if args.memory else "ratio >= 0.95, CPU <= 1.0 ms/request"
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, latency {dist}; goals: {goals}")
     print(f"{'seeds':>9}{'in flight':>10}{'latency':>8}{'requests':>10}{'ideal s':>9}{'actual s':>9}{'ratio':>7}"
-          f"{'CPU ms/req':>11}{'peak RSS MiB':>13}{'near-dup s':>11}{'pairs':>9}")  # fmt: skip
+          f"{'CPU ms/req':>11}{'peak RSS MiB':>13}{'near-dup s':>11}{'lag max ms':>11}{'questions':>10}{'pairs':>9}"
+          + (f"{'gather RSS MiB':>15}" if args.memory else ""))  # fmt: skip
     for r in results:
         if r.error:
             print(f"{r.seeds:>9}{r.in_flight:>10}{r.latency_mean:>8g}  FAILED: {r.error.splitlines()[-1] if r.error else ''}")
             continue
         near = f"{r.near_duplicate_s:.1f}" if r.near_duplicate_s is not None else "n/a"
+        lag = f"{r.loop_lag_max_ms}" if r.loop_lag_max_ms is not None else "n/a"
+        gathered = f"{r.gather_rss_mib:>15.0f}" if args.memory and r.gather_rss_mib is not None else ""
         print(f"{r.seeds:>9}{r.in_flight:>10}{r.latency_mean:>8g}{r.requests:>10}{r.ideal_s:>9.1f}{r.actual_s:>9.1f}{r.ratio:>7.2f}"
-              f"{r.cpu_ms:>11.3f}{r.peak_rss_mib:>13.0f}{near:>11}{r.pairs:>9}")  # fmt: skip
+              f"{r.cpu_ms:>11.3f}{r.peak_rss_mib:>13.0f}{near:>11}{lag:>11}{r.questions:>10}{r.pairs:>9}{gathered}")  # fmt: skip
     done = [r for r in results if not r.error]
-    headline = next((r for r in done if r.seeds == 100_000 and r.in_flight == 512), None)
-    if headline is None and done:
-        first = settings[0][0]
-        candidates = [r for r in done if r.in_flight == first] or done
-        headline = max(candidates, key=lambda r: r.seeds)
-        print(f"(headline from {headline.seeds} seeds, {headline.in_flight} in flight: the 100k/512 run was not made)")
-    print(f"scale: {headline.ratio:.2f}" if headline else "scale: n/a")
+    if args.memory:
+        largest = max(done, key=lambda r: r.seeds) if done else None
+        if largest is not None:
+            print(f"(headline: {largest.seeds} seeds -> {largest.questions} questions, {largest.pairs} pairs; "
+                  f"the larger of the run's and the gather's peak RSS)")  # fmt: skip
+        print(f"memory: {max(largest.peak_rss_mib, largest.gather_rss_mib or 0):.0f}" if largest else "memory: n/a")
+    else:
+        headline = next((r for r in done if r.seeds == 100_000 and r.in_flight == 512), None)
+        if headline is None and done:
+            first = settings[0][0]
+            candidates = [r for r in done if r.in_flight == first] or done
+            headline = max(candidates, key=lambda r: r.seeds)
+            print(f"(headline from {headline.seeds} seeds, {headline.in_flight} in flight: the 100k/512 run was not made)")
+        print(f"scale: {headline.ratio:.2f}" if headline else "scale: n/a")
     if len(done) < len(results):
         sys.exit(1)
 
@@ -329,10 +390,11 @@ def describe(r: Result) -> str:
     if r.error:
         return f"{r.seeds} seeds, {r.in_flight} in flight: FAILED after {r.wall_s:.0f} s: {r.error}"
     near = f"{r.near_duplicate_s:.1f} s" if r.near_duplicate_s is not None else "n/a"
+    gathered = f"; gather alone: peak RSS {r.gather_rss_mib:.0f} MiB in {r.gather_s:.0f} s" if r.gather_rss_mib is not None else ""
     return (f"{r.seeds} seeds, {r.in_flight} in flight, mean latency {r.mean_latency:.2f} s: {r.requests} requests, "
             f"ideal {r.ideal_s:.1f} s, actual {r.actual_s:.1f} s (ratio {r.ratio:.2f}), {r.cpu_ms:.3f} CPU ms/request, "
-            f"peak RSS {r.peak_rss_mib:.0f} MiB, near-duplicates {near}, {r.questions} questions, {r.pairs} pairs; "
-            f"wall {r.wall_s:.0f} s")  # fmt: skip
+            f"peak RSS {r.peak_rss_mib:.0f} MiB, near-duplicates {near}, event loop: largest lag {r.loop_lag_max_ms} ms, "
+            f"{r.loop_stalls} stall(s) >= 100 ms; {r.questions} questions, {r.pairs} pairs; wall {r.wall_s:.0f} s{gathered}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -321,13 +321,19 @@ def scrub_reply(scrubber: Scrubber | None, client: Any, request: Any, result: An
 
     The request cache stores replies already scrubbed (with the counts), so a reply served from the
     cache reports the counts recorded when it was first generated: a resumed run reports the same figures.
+    A fresh reply that the client's cache has just scrubbed with this same scrubber is not scrubbed again:
+    the text and counts the cache stored are used (``ChatResult.scrubbed``).
     """
     if scrubber is None:
         return result.text, Counter()
-    text, counts = scrubber.scrub(result.text)
     cache = getattr(client, "cache", None)
-    if getattr(result, "cached", False) and cache is not None:
-        counts.update(cache.masked_counts(client.cache_key(request)))
+    stored = getattr(result, "scrubbed", None)
+    cached = getattr(result, "cached", False)
+    if stored is not None and not cached and getattr(cache, "scrubber", None) is scrubber:
+        return stored[0], Counter(stored[1])
+    text, counts = scrubber.scrub(result.text)
+    if cached and cache is not None:
+        counts.update(stored[1] if stored is not None else cache.masked_counts(client.cache_key(request)))
     return text, counts
 
 

@@ -324,6 +324,47 @@ def test_request_cache_stores_scrubbed_text_and_counts(tmp_path: Path):
     plain.close()
 
 
+def test_a_fresh_reply_is_scrubbed_once_and_reports_what_its_cached_copy_reports(tmp_path: Path):
+    """The cache scrubs a fresh reply as it stores it; the step reuses that text and those counts (no second
+    scrub), keeps the raw text for steps that do not scrub, and the cached copy reports the same."""
+    import asyncio
+
+    from generation.backends.client import ChatRequest, LLMClient
+    from generation.config import BackendConfig, RetryConfig, SamplingConfig
+    from generation.pii import scrub_reply
+
+    scrubbed: list[str] = []
+
+    class CountingScrubber(Scrubber):
+        def scrub(self, text: str) -> tuple[str, Counter[str]]:
+            scrubbed.append(text)
+            return super().scrub(text)
+
+    scrubber = CountingScrubber()
+    cache = RequestCache(tmp_path / "requests.sqlite", scrubber)
+    request = ChatRequest.build([{"role": "user", "content": "A question?"}], SamplingConfig(), 7, "questions")
+
+    async def ask(base_url: str):
+        backend = BackendConfig(engine="endpoint", model="m", base_url=base_url)
+        async with LLMClient(backend, base_url, RetryConfig(max_retries=0), cache=cache) as client:
+            fresh = await client.chat(request)
+            first = scrub_reply(scrubber, client, request, fresh)
+            scrubs = len(scrubbed)
+            cached = await client.chat(request)
+            return fresh, first, scrubs, cached, scrub_reply(scrubber, client, request, cached)
+
+    with FaultyEndpoint(reply=LEAKY_REPLY) as endpoint:
+        fresh, first, scrubs, cached, again = asyncio.run(ask(endpoint.base_url))
+    cache.close()
+    assert scrubs == 1  # the cache's scrub only
+    assert fresh.text == LEAKY_REPLY and not fresh.cached  # the raw reply, for steps that opt out of scrubbing
+    assert first == (scrub(LEAKY_REPLY)[0], Counter({"EMAIL": 1, "PHONE": 1, "SSN": 1}))
+    assert cached.cached and again == first
+    # a step with another scrubber than the cache's scrubs the reply itself
+    other = Scrubber(kinds=("EMAIL",))
+    assert scrub_reply(other, type("C", (), {"cache": cache})(), request, fresh) == other.scrub(LEAKY_REPLY)
+
+
 LEAKY_REPLY = "Should I email jane.doe@example.org or call +1 415 555 2671 about my SSN 321-54-9876 and asthma?"
 LEAKY_SECRETS = ["jane.doe@example.org", "415 555 2671", "321-54-9876"]
 

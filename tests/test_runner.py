@@ -367,3 +367,42 @@ def test_a_failing_request_stops_the_run_and_cancels_what_is_in_flight():
     with pytest.raises(RuntimeError, match="exploded"):
         asyncio.run(go())
     assert emitted == list(range(len(emitted))) and len(emitted) < 50
+
+
+def test_the_collector_is_tuned_while_rows_run_and_restored_after_even_on_failure():
+    import gc
+
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    class Watching(ScriptedClient):
+        async def chat(self, request):
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+            if request.messages[-1][1] == "answer q7":
+                raise RuntimeError("endpoint exploded")
+            return await super().chat(request)
+
+    before = gc.get_threshold()
+    client = Watching(lambda user, seed: "fact")
+    with pytest.raises(RuntimeError, match="exploded"):
+        asyncio.run(run_rows([Answer()], client, [{"q": f"q{i}"} for i in range(10)], input_fields=("q",)))
+    assert seen and all(threshold[0] > before[0] and frozen > 0 for threshold, frozen in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.002])
+def test_replies_that_arrive_while_a_batch_yields_are_not_lost(latency: float):
+    """The runner lets the event loop turn inside a long batch of replies; replies arriving meanwhile must be
+    handled without waiting for another one (the last ones would hang the run), and nothing else changes."""
+    rows = [{"q": f"q{i}"} for i in range(60)]
+    expected, _, _ = run([Answer(), Wrong()], answer_script, rows, capacity=16, input_fields=("q",))
+
+    class Yielding(Runner):
+        yield_every = 1
+
+    async def go():
+        finished: list[Row] = []
+        client = ScriptedClient(answer_script, 16, latency, seed=3)
+        await asyncio.wait_for(Yielding([Answer(), Wrong()], client, input_fields=("q",)).run(rows, finished.append), 30)
+        return finished
+
+    assert outcome(asyncio.run(go())) == outcome(expected)

@@ -89,24 +89,36 @@ class RequestCache:
             return None
         return value if isinstance(value, dict) else None
 
+    def lookup(self, key: str) -> tuple[dict[str, Any], dict[str, int]] | None:
+        """The stored result (its text already scrubbed when the cache has a scrubber) and what the scrubber
+        masked in it, per kind; None when there is no entry."""
+        value = self._read(key)
+        if value is None:
+            return None
+        counts = value.pop(MASKED_FIELD, None)
+        return value, ({str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {})
+
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored result (its text already scrubbed when the cache has a scrubber), or None."""
-        value = self._read(key)
-        if value is not None:
-            value.pop(MASKED_FIELD, None)
-        return value
+        entry = self.lookup(key)
+        return entry[0] if entry is not None else None
 
     def masked_counts(self, key: str) -> dict[str, int]:
         """What the scrubber masked in the stored text, per kind (empty if nothing or no entry)."""
-        value = self._read(key)
-        counts = value.get(MASKED_FIELD) if value is not None else None
-        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
+        entry = self.lookup(key)
+        return entry[1] if entry is not None else {}
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store a result; with a scrubber its ``text`` is scrubbed first and the counts kept beside it."""
+    def put(self, key: str, value: dict[str, Any]) -> tuple[str, dict[str, int]] | None:
+        """Store a result; with a scrubber its ``text`` is scrubbed first and the counts kept beside it.
+
+        Returns the text as stored and what was masked in it (None without a scrubber), so that a caller
+        need not scrub the same reply again."""
+        stored = None
         if self.scrubber is not None and isinstance(value.get("text"), str):
             text, counts = self.scrubber.scrub(value["text"])
-            value = {**value, "text": text, MASKED_FIELD: dict(counts)}
+            masked = dict(counts)
+            value = {**value, "text": text, MASKED_FIELD: masked}
+            stored = (text, masked)
         self._raise_failed_flush()
         self._pending[key] = json.dumps(value, ensure_ascii=False)
         if len(self._pending) >= self.flush_rows or self.flush_interval_s <= 0:
@@ -116,16 +128,18 @@ class RequestCache:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop: nothing would run a timer, so commit now
                 self.flush()
-                return
+                return stored
             self._flush_handle = loop.call_later(self.flush_interval_s, self._timed_flush)
+        return stored
 
-    async def store(self, key: str, value: dict[str, Any]) -> None:
+    async def store(self, key: str, value: dict[str, Any]) -> tuple[str, dict[str, int]] | None:
         """:meth:`put`, returning once the result is committed (with the others of its group)."""
-        self.put(key, value)
+        stored = self.put(key, value)
         if key in self._pending:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
+        return stored
 
     def flush(self) -> None:
         """Commit every pending result in one transaction."""

@@ -86,6 +86,9 @@ class ChatResult:
     model: str
     endpoint: str
     cached: bool = False
+    # The text as the request cache's PII scrubber stored it and what it masked (None without a scrubbing
+    # cache): a step's scrubbing (generation.pii.scrub_reply) reuses it instead of scrubbing the reply again.
+    scrubbed: tuple[str, dict[str, int]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -478,15 +481,21 @@ class LLMClient:
         """Answer one request: from the cache, else the primary, else (if enabled) the fallback."""
         key = self.cache_key(request) if self.cache is not None else None
         if key is not None:
-            cached = self.cache.get(key)  # type: ignore[union-attr]
-            if cached is not None:
-                result = ChatResult(**{**cached, "cached": True})
+            entry = self.cache.lookup(key)  # type: ignore[union-attr]
+            if entry is not None:
+                value, masked = entry
+                result = ChatResult(**{**value, "cached": True}, scrubbed=(value.get("text", ""), masked))
                 (self.fallback if result.backend == "fallback" and self.fallback else self.primary).usage[request.purpose].cache_hits += 1
                 return result
         result = await self._chat_uncached(request)
         if key is not None:
             # returns once committed: a crash after this request finished never sends it again
-            await self.cache.store(key, {k: v for k, v in asdict(result).items() if k != "cached"})  # type: ignore[union-attr]
+            value = {
+                "text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens, "backend": result.backend, "model": result.model,
+                "endpoint": result.endpoint,
+            }  # fmt: skip
+            result.scrubbed = await self.cache.store(key, value)  # type: ignore[union-attr]
         return result
 
     async def _chat_uncached(self, request: ChatRequest) -> ChatResult:
