@@ -80,8 +80,14 @@ def held_out_topics(topics: Sequence[str], eval_fraction: float, seed: int) -> s
     return set(order[: min(len(order) - 1, max(1, round(eval_fraction * len(order))))])
 
 
-def _difference(a: list[np.ndarray], b: list[np.ndarray], settings: CheckSettings, salt: int) -> dict[str, float]:
-    return bootstrap_mean_over_groups([x - y for x, y in zip(a, b)], settings.bootstrap, settings.seed * 1000 + salt)
+def _difference(
+    values: dict[str, list[np.ndarray]], first: str, second: str, names: Sequence[str], settings: CheckSettings, salt: int
+) -> dict[str, float]:  # fmt: skip
+    """first minus second, pooled over seeds, with a bootstrap interval. The resampling seed depends on the pair of
+    runs, not on their order, so first-minus-second and second-minus-first are mirror images (one figure per pair)."""
+    salt += min(names.index(first), names.index(second)) * 10 + max(names.index(first), names.index(second))
+    pairs = zip(values[first], values[second])
+    return bootstrap_mean_over_groups([x - y for x, y in pairs], settings.bootstrap, settings.seed * 1000 + salt)
 
 
 def compare_runs(paths: Sequence[Path], out_dir: Path, model_cfg: DPOModelConfig, settings: CheckSettings) -> dict[str, Any]:
@@ -144,16 +150,17 @@ def build_report(
     change = {run.name: [r.after.margin_norm - r.before.margin_norm for r in common[run.name]] for run in runs}
     accuracy = {run.name: [(r.after.margin > 0).astype(float) for r in common[run.name]] for run in runs}
     ranking = sorted(entries, key=lambda e: -e["figures"]["margin_length_normalised"]["delta"]["estimate"])
+    names = [run.name for run in runs]
     differences = []
-    for index, first in enumerate(runs):
-        for second in runs[index + 1 :]:
+    for index, first in enumerate(names):
+        for second in names[index + 1 :]:
             differences.append({
-                "runs": [first.name, second.name],
-                "margin_per_token_change": _difference(change[first.name], change[second.name], settings, 11 + index),
-                "accuracy_after": _difference(accuracy[first.name], accuracy[second.name], settings, 31 + index),
+                "runs": [first, second],
+                "margin_per_token_change": _difference(change, first, second, names, settings, 100),
+                "accuracy_after": _difference(accuracy, first, second, names, settings, 300),
             })  # fmt: skip
     best, runner_up = ranking[0], ranking[1]
-    lead = _difference(change[best["name"]], change[runner_up["name"]], settings, 51)
+    lead = _difference(change, best["name"], runner_up["name"], names, settings, 100)  # the pair's difference, best first
     moved = best["figures"]["margin_length_normalised"]["delta"]
     clear = lead["ci_low"] > 0
     statement = (

@@ -15,6 +15,8 @@ import torch
 from generation.dpo_check import (
     CheckSettings,
     Pair,
+    Preference,
+    SeedResult,
     bootstrap_mean_over_groups,
     load_dpo_model_config,
     load_pairs,
@@ -261,6 +263,35 @@ def test_compare_bad_usage_is_one_line_exit_2(tmp_path: Path) -> None:
     result = synthgen("dpo-check", "-o", str(tmp_path / "out"), "--data", str(clear), "--compare", str(clear), str(clear))
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith("--data and --compare exclude each other: give the runs (folders or pair files) as arguments")
     assert not (tmp_path / "out" / "dpo_compare.json").exists()
+
+
+def test_compare_lead_is_the_pairwise_difference_of_the_two_runs() -> None:
+    """The statement's lead (best minus runner-up) and the table's difference of the same two runs are one figure with
+    one interval, whichever order the runs were given in (here the best run is the last one)."""
+    from generation.dpo_compare import RunPairs, build_report
+
+    settings = CheckSettings(seeds=2)
+    rng = np.random.default_rng(7)
+    before = [Preference(rng.normal(-40, 5, 12), np.full(12, 20.0), rng.normal(-42, 5, 12), np.full(12, 20.0)) for _ in range(2)]
+
+    def results(shift: float) -> list[SeedResult]:
+        out = []
+        for k, b in enumerate(before):
+            after = Preference(b.chosen + shift * 20 + rng.normal(0, 4, 12), b.chosen_n, b.rejected - shift * 20, b.rejected_n)
+            out.append(SeedResult(k, 30, 12, ["t"], b, after))
+        return out
+
+    names = ("prompted", "corrupt", "ranked")
+    common = {name: results(shift) for name, shift in zip(names, (0.05, 0.1, 0.3))}
+    runs = [RunPairs(name, Path(f"{name}.csv"), _pairs(["a", "b"])) for name in names]
+    report = build_report(runs, ["a", "b"], [], common, common, load_dpo_model_config(None), settings, "cpu")
+    most = report["most_moved"]
+    assert (most["run"], most["lead_over"]) == ("ranked", "corrupt")
+    (pair,) = [d for d in report["differences"] if d["runs"] == ["corrupt", "ranked"]]
+    table = pair["margin_per_token_change"]  # corrupt minus ranked
+    assert most["lead"]["estimate"] == pytest.approx(-table["estimate"])
+    assert (most["lead"]["ci_low"], most["lead"]["ci_high"]) == pytest.approx((-table["ci_high"], -table["ci_low"]))
+    assert f"by {most['lead']['estimate']:+.3f} (95% CI {-table['ci_high']:+.3f} .. {-table['ci_low']:+.3f})" in report["statement"]
 
 
 @pytest.mark.dpo
