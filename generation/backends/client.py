@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -89,6 +89,10 @@ class ChatResult:
     # The text as the request cache's PII scrubber stored it and what it masked (None without a scrubbing
     # cache): a step's scrubbing (generation.pii.scrub_reply) reuses it instead of scrubbing the reply again.
     scrubbed: tuple[str, dict[str, int]] | None = field(default=None, repr=False, compare=False)
+
+
+# What the request cache stores of a result: every field but the per-call ones (served from the cache, scrubbed copy).
+CACHED_RESULT_FIELDS = tuple(f.name for f in fields(ChatResult) if f.name not in ("cached", "scrubbed"))
 
 
 @dataclass
@@ -490,11 +494,7 @@ class LLMClient:
         result = await self._chat_uncached(request)
         if key is not None:
             # returns once committed: a crash after this request finished never sends it again
-            value = {
-                "text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens, "backend": result.backend, "model": result.model,
-                "endpoint": result.endpoint,
-            }  # fmt: skip
+            value = {name: getattr(result, name) for name in CACHED_RESULT_FIELDS}
             result.scrubbed = await self.cache.store(key, value)  # type: ignore[union-attr]
         return result
 
