@@ -188,6 +188,17 @@ def test_language_model_finds_absurd_answers_less_likely():
     assert values[0] > values[1] + 0.5 and hardness(values[1], values[0], False) < 0.8
 
 
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it_natively():
+    import torch
+
+    from generation.evaluation.plausibility import resolve_dtype
+
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_dtype("auto") == ("bfloat16" if native else "float32")
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    assert shared_scorer(load_config(None).evaluation.plausibility).model.dtype == getattr(torch, resolve_dtype("auto"))
+
+
 # ------------------------------------------------------------------------------------ cues added in wave 2
 
 

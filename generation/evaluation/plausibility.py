@@ -6,7 +6,8 @@ DPO-check model file (``configs/models/dpo/<name>.yaml``; default the embedded S
 converted from its packaged GGUF by ``generation/embedded_hf.py``), loaded with the DPO check's own
 loader and scored with its :func:`generation.dpo_check.response_logprobs`. Only the first
 ``max_answer_tokens`` tokens of an answer count, the LM head runs on answer positions only, and the
-model runs in bfloat16 on one thread by default: 300 pairs cost about a minute of CPU.
+model runs on one thread by default, in bfloat16 where the CPU computes it natively and in float32 otherwise
+(:func:`resolve_dtype`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class PlausibilityScorer:
             self.model, self.tokenizer = load_model(model_cfg, "cpu")
         except ConfigError as exc:
             raise ConfigError(f"evaluation.plausibility.model: {exc} (set it to null to evaluate without the language model)") from None
-        self.model = self.model.to(getattr(torch, cfg.dtype)).eval()
+        self.dtype = resolve_dtype(cfg.dtype)
+        self.model = self.model.to(getattr(torch, self.dtype)).eval()
         self.name = model_cfg.name
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
@@ -94,6 +96,16 @@ class PlausibilityScorer:
         return np.array(values)
 
 
+def resolve_dtype(dtype: str) -> str:
+    """The torch dtype name for ``evaluation.plausibility.dtype``: "auto" is bfloat16 when oneDNN has native
+    bfloat16 kernels on this CPU, else float32."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+
+
 @functools.lru_cache(maxsize=2)
 def shared_scorer(cfg: PlausibilityConfig) -> PlausibilityScorer:
     """One scorer per process and config (loading takes seconds)."""
@@ -112,6 +124,3 @@ def hardness(loglik_rejected: float, loglik_chosen: float, absurd: bool) -> floa
     value = min(1.0, math.exp((loglik_rejected - loglik_chosen) / 2))
     return value / 2 if absurd else value
 
-
-def describe(scorer: Any) -> str:
-    return f"{scorer.name} (mean log-probability per answer token given the question)"
