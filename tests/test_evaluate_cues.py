@@ -54,6 +54,8 @@ def test_antonyms_quantifiers_and_prefixes_from_the_general_lexicon():
     assert "antonym" in kinds("Do bugs appear?", "Bugs often appear in untested code paths.", "Bugs rarely appear in untested code paths.")
     assert kinds("Do bugs appear?", "Bugs always appear in untested code paths.", "Bugs never appear in untested code paths.")
     assert LEX.opposite("legal", "illegal") and LEX.opposite("increas", "decreas") and not LEX.opposite("legal", "court")
+    # an opposite under a negation says the same thing: "not unsafe" is "safe"
+    assert "antonym" not in kinds("Is a ladder safe?", "A ladder is safe when it is footed on level ground.", "A ladder is not unsafe when it is footed on level ground.")
 
 
 def test_numbers_and_advice():
@@ -100,6 +102,8 @@ def test_self_correction_strong_and_ambiguous_markers():
         ("Python lists keep the order of their items. Python lists do not keep the order of their items.", ""),
         ("Yes, alcohol is safe with metronidazole, but alcohol with metronidazole is dangerous.", ""),
         ("Exercise always makes depression worse and never makes it worse.", ""),
+        ("The town's population rises every decade and it falls every decade.", ""),  # "it": the same subject
+        ("A tracker fund charges the same fee every year. The fee of a tracker fund changes every year.", ""),
     ],
 )
 def test_self_contradictions(text, question):
@@ -113,6 +117,11 @@ def test_self_contradictions(text, question):
         ("No. Index funds are passively managed.", "Are index funds actively managed?"),
         ("Salt raises the boiling point. It does not speed up boiling.", ""),
         ("The deck can expand in heat and contract in cold.", ""),
+        ("Prices rise in spring and they fall in autumn.", ""),
+        ("The rate is fixed for two years and it changes after that.", ""),
+        ("The first answer is correct for adults, and the answer is not incorrect for adults.", ""),  # an opposite word under a negation agrees
+        ("Ibuprofen does not raise blood pressure in most people, but it can raise it in some.", ""),
+        ("Sleep is important for memory, and it is important to sleep in a dark room.", ""),  # a dummy "it"
     ],
 )
 def test_no_self_contradiction(text, question):

@@ -119,24 +119,39 @@ def self_contradiction(text: str, patterns: Patterns, question: str = "") -> str
 
 def opposite_clauses(text: str) -> str | None:
     """Two clauses of one text about the same things (two or more shared content words) that use opposite
-    words ("alcohol is safe with X, but alcohol with X is dangerous"), or None."""
-    from generation.evaluation.stance import content_stems, lexicon_stems, load_lexicon, negation_flip
+    words ("alcohol is safe with X, but alcohol with X is dangerous") or negate the same word, or None. For opposite
+    words, a clause opening with a pronoun ("... and it is shrinking") shares the earlier clause's subject, unless
+    it is a dummy subject ("it is best to"); an opposite word under a negation ("not incorrect") says the same as the
+    other, not its opposite."""
+    from generation.evaluation.stance import content_stems, lexicon_stems, load_lexicon, negated_stems, negation_flip
 
     lexicon = load_lexicon()
     parts = [c for s in sentences(text) for c in re.split(r"[,;:]|\b(?:and|but|although|though|while|whereas|yet)\b", s) if c.strip()]
     stems = [set(content_stems(c)) for c in parts]
     opposable = [stems[k] | lexicon_stems(c, lexicon) for k, c in enumerate(parts)]
+    negated = [negated_stems(c, 2) for c in parts]
     for i in range(len(parts)):
         for j in range(i + 1, min(len(parts), i + 3)):  # neighbouring clauses
-            if len(stems[i] & stems[j]) < 2:
+            shared = len(stems[i] & stems[j])
+            refers_back = bool(_REFERS_BACK.match(parts[j])) and not _DUMMY_SUBJECT.match(parts[j])
+            if shared + refers_back < 2:
                 continue  # not about the same things
             only_i, only_j = opposable[i] - opposable[j], opposable[j] - opposable[i]
-            pair = next(((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y)), None)
-            flipped = negation_flip(parts[i], parts[j], stems[i], stems[j])
+            pair = next(
+                ((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y) and (x in negated[i]) == (y in negated[j])),
+                None,
+            )  # fmt: skip
+            # not with a pronoun alone: "X does not raise A in most people, but it can raise A in some" is a hedge
+            flipped = negation_flip(parts[i], parts[j], stems[i], stems[j]) if shared >= 2 else None
             if pair or flipped:
                 why = f"{pair[0]}/{pair[1]}" if pair else f"{flipped!r} negated in one only"
                 return f"{parts[i].strip()[:60]} / {parts[j].strip()[:60]} ({why})"
     return None
+
+
+_REFERS_BACK = re.compile(r"\s*(it|they)\b", re.IGNORECASE)
+# "it is best to", "it's important that", "it can be hard to": "it" stands for what follows, not an earlier subject
+_DUMMY_SUBJECT = re.compile(r"\s*it(?:'s| is| was| can be| may be| might be| would be| will be)\s+(?:\w+\s+){0,2}?(?:to|that)\b", re.IGNORECASE)
 
 
 _CONTRACTED = {"cannot": "can", "can't": "can", "cant": "can", "won't": "will", "wont": "will", "don't": "do", "dont": "do",

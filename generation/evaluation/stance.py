@@ -267,15 +267,22 @@ def substitution(rejected: str, chosen: str, similar: Callable[[str, str], float
     return None
 
 
-def _opposite_pair(a_stems: set[str], b_stems: set[str], lexicon: Lexicon) -> tuple[str, str] | None:
-    """A stem that only one side has, whose opposite the other side has ("prices fall" vs "prices rise")."""
+def _opposite_pair(
+    a_stems: set[str], b_stems: set[str], lexicon: Lexicon, a_negated: set[str] = frozenset(), b_negated: set[str] = frozenset()
+) -> tuple[str, str] | None:
+    """A stem that only one side has, whose opposite the other side has ("prices fall" vs "prices rise"); an
+    opposite under a negation on one side only ("not incorrect" vs "correct") says the same, so it does not count."""
+
+    def flipped(x: str, y: str) -> bool:
+        return lexicon.opposite(x, y) and (x in a_negated) == (y in b_negated)
+
     for x in sorted(a_stems - b_stems):
         for y in sorted(b_stems):
-            if lexicon.opposite(x, y):
+            if flipped(x, y):
                 return x, y
     for y in sorted(b_stems - a_stems):
         for x in sorted(a_stems):
-            if lexicon.opposite(x, y):
+            if flipped(x, y):
                 return x, y
     return None
 
@@ -375,7 +382,10 @@ def compare_claims(
         if negated:
             result.cues.append(Cue("negation", "differ", f"{negated!r} negated on one side only: {pair_text}"))
             continue
-        pair = _opposite_pair(r_set | lexicon_stems(r_sents[i], lexicon), c_set | lexicon_stems(c_sents[j], lexicon), lexicon)
+        pair = _opposite_pair(
+            r_set | lexicon_stems(r_sents[i], lexicon), c_set | lexicon_stems(c_sents[j], lexicon), lexicon,
+            negated_stems(r_sents[i], 2), negated_stems(c_sents[j], 2),
+        )  # fmt: skip
         if pair:
             result.cues.append(Cue("antonym", "differ", f"opposite words {pair[0]!r}/{pair[1]!r}: {pair_text}"))
             continue
