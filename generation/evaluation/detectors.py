@@ -137,10 +137,7 @@ def opposite_clauses(text: str) -> str | None:
             if shared + refers_back < 2:
                 continue  # not about the same things
             only_i, only_j = opposable[i] - opposable[j], opposable[j] - opposable[i]
-            pair = next(
-                ((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.opposite(x, y) and (x in negated[i]) == (y in negated[j])),
-                None,
-            )  # fmt: skip
+            pair = next(((x, y) for x in sorted(only_i) for y in sorted(only_j) if lexicon.flipped(x, y, negated[i], negated[j])), None)
             # not with a pronoun alone: "X does not raise A in most people, but it can raise A in some" is a hedge
             flipped = negation_flip(parts[i], parts[j], stems[i], stems[j]) if shared >= 2 else None
             if pair or flipped:

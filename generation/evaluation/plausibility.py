@@ -16,7 +16,6 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -44,8 +43,7 @@ class PlausibilityScorer:
             self.model, self.tokenizer = load_model(model_cfg, "cpu")
         except ConfigError as exc:
             raise ConfigError(f"evaluation.plausibility.model: {exc} (set it to null to evaluate without the language model)") from None
-        self.dtype = resolve_dtype(cfg.dtype)
-        self.model = self.model.to(getattr(torch, self.dtype)).eval()
+        self.model = self.model.to(getattr(torch, resolve_dtype(cfg.dtype))).eval()
         self.name = model_cfg.name
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +109,11 @@ class Lexicon:
             if (a == prefix + b or b == prefix + a) and len(min(a, b, key=len)) >= 4:
                 return True
         return False
+
+    def flipped(self, a: str, b: str, a_negated: Collection[str] = (), b_negated: Collection[str] = ()) -> bool:
+        """Whether ``a`` and ``b`` state opposite things: opposites, each negated or neither (``*_negated``: the
+        stems under a negation on that side). "not incorrect" against "correct" says the same thing."""
+        return self.opposite(a, b) and (a in a_negated) == (b in b_negated)
 
 
 @functools.lru_cache(maxsize=4)
@@ -270,19 +275,15 @@ def substitution(rejected: str, chosen: str, similar: Callable[[str, str], float
 def _opposite_pair(
     a_stems: set[str], b_stems: set[str], lexicon: Lexicon, a_negated: set[str] = frozenset(), b_negated: set[str] = frozenset()
 ) -> tuple[str, str] | None:
-    """A stem that only one side has, whose opposite the other side has ("prices fall" vs "prices rise"); an
-    opposite under a negation on one side only ("not incorrect" vs "correct") says the same, so it does not count."""
-
-    def flipped(x: str, y: str) -> bool:
-        return lexicon.opposite(x, y) and (x in a_negated) == (y in b_negated)
-
+    """A stem that only one side has, whose opposite the other side has ("prices fall" vs "prices rise"), by
+    :meth:`Lexicon.flipped` (an opposite under a negation on one side only does not count)."""
     for x in sorted(a_stems - b_stems):
         for y in sorted(b_stems):
-            if flipped(x, y):
+            if lexicon.flipped(x, y, a_negated, b_negated):
                 return x, y
     for y in sorted(b_stems - a_stems):
         for x in sorted(a_stems):
-            if flipped(x, y):
+            if lexicon.flipped(x, y, a_negated, b_negated):
                 return x, y
     return None
 
