@@ -671,7 +671,8 @@ class PlausibilityConfig(StrictModel):
     # auto: bfloat16 where the CPU has native bfloat16 matrix support (AVX512-BF16/AMX), else float32 (bfloat16
     # is emulated on AVX2-only CPUs: measured 5x slower than float32 on an AVX2 EPYC)
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
-    threads: int = Field(1, ge=1, le=64)
+    # auto: the CPUs this process may use less the other runnable work (load average), at least 1
+    threads: int | Literal["auto"] = Field("auto", ge=1, le=64)
     max_answer_tokens: int = Field(48, ge=4, le=1024)
     batch_size: int = Field(16, ge=1, le=256)
 

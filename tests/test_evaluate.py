@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -457,3 +458,18 @@ def test_retired_threshold_keys_load_with_a_warning_naming_the_replacement(caplo
         caplog.clear()
         load_config(None)
     assert not [r for r in caplog.records if "no longer used" in r.getMessage()]  # the bundled packs set none
+
+
+def test_model_threads_auto_leaves_busy_cpus_alone(monkeypatch):
+    from generation.evaluation import metrics
+
+    cpus = len(os.sched_getaffinity(0))
+    assert metrics.torch_threads(3) == 3 and load_config(None, ["evaluation.plausibility.threads=2"]).evaluation.plausibility.threads == 2
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this process alone
+    assert metrics.torch_threads("auto") == cpus
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (cpus + 8.0, 1.0, 1.0))
+    assert metrics.torch_threads("auto") == 1
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (2.0, 1.0, 1.0))  # one other busy process
+    assert metrics.torch_threads("auto") == max(1, cpus - 1)
+    with pytest.raises(ConfigError, match="evaluation.plausibility.threads"):
+        load_config(None, ["evaluation.plausibility.threads=0"])

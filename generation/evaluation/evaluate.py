@@ -141,16 +141,20 @@ class Scorer:
         vectors = self.embedder.encode([a, b])
         return float(vectors[0] @ vectors[1])
 
-    def _sentence_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Unit embeddings of each text's sentences (:func:`stance.sentences`), one array per text."""
-        split = [sentences(t) or [t] for t in texts]
-        flat = [s for parts in split for s in parts]
-        vectors = self.embedder.encode(flat) if flat else np.zeros((0, 384))
-        out, pos = [], 0
+    def _vectors(self, part: Sequence[dict[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """Unit embeddings of the prompts, chosen and rejected answers, and of each answer's sentences
+        (:func:`stance.sentences`, one array per answer), from one encode call: a one-sentence answer and its
+        sentence are encoded once."""
+        n = len(part)
+        answers = [r["chosen"] for r in part] + [r["rejected"] for r in part]
+        split = [sentences(t) or [t] for t in answers]
+        texts = [r["prompt"] for r in part] + answers + [s for parts in split for s in parts]
+        vectors = self.embedder.encode(texts)
+        per_answer, pos = [], 3 * n
         for parts in split:
-            out.append(vectors[pos : pos + len(parts)])
+            per_answer.append(vectors[pos : pos + len(parts)])
             pos += len(parts)
-        return out
+        return vectors[:n], vectors[n : 2 * n], vectors[2 * n : 3 * n], per_answer[:n], per_answer[n:]
 
     def score(self, data: EvalInput, progress: bool = True, chunk: int = 32) -> list[dict[str, Any]]:
         """One dict per row: metrics, ``flags`` (list of codes) and evidence; the gate is applied later."""
@@ -165,12 +169,8 @@ class Scorer:
         with tqdm(total=len(rows), desc="evaluate", unit="pair", disable=not progress) as bar:
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
-                q = self.embedder.encode([r["prompt"] for r in part])
-                c = self.embedder.encode([r["chosen"] for r in part])
-                r_ = self.embedder.encode([r["rejected"] for r in part])
+                q, c, r_, sent_c, sent_r = self._vectors(part)
                 rel_c, rel_r, agree = cosine_rows(q, c), cosine_rows(q, r_), cosine_rows(c, r_)
-                sent_c = self._sentence_vectors([r["chosen"] for r in part])
-                sent_r = self._sentence_vectors([r["rejected"] for r in part])
                 if self.plausibility is not None:
                     prompts = [r["prompt"] for r in part]
                     ll = self.plausibility.score(prompts * 2, [r["chosen"] for r in part] + [r["rejected"] for r in part])

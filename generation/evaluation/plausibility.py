@@ -6,7 +6,7 @@ DPO-check model file (``configs/models/dpo/<name>.yaml``; default the embedded S
 converted from its packaged GGUF by ``generation/embedded_hf.py``), loaded with the DPO check's own
 loader and scored with its :func:`generation.dpo_check.response_logprobs`. Only the first
 ``max_answer_tokens`` tokens of an answer count, the LM head runs on answer positions only, and the
-model runs on one thread by default, in bfloat16 where the CPU computes it natively and in float32 otherwise
+model runs on the idle CPUs by default (:func:`generation.evaluation.metrics.torch_threads`), in bfloat16 where the CPU computes it natively and in float32 otherwise
 (:func:`resolve_dtype`).
 """
 
@@ -59,8 +59,10 @@ class PlausibilityScorer:
         out = np.full(len(seqs), np.nan)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))  # little padding
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        from generation.evaluation.metrics import torch_threads
+
         previous = torch.get_num_threads()
-        torch.set_num_threads(self.cfg.threads)
+        torch.set_num_threads(torch_threads(self.cfg.threads))
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), self.cfg.batch_size):
