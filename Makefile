@@ -91,8 +91,11 @@ run: $(STAMP)
 test: $(STAMP)
 	@$(MAKE) --no-print-directory test-unit test-model test-slurm test-dpo test-wheel test-vllm
 
+# Two workers, one test file each at a time (pytest-xdist): the labelled-set evaluation (most of the suite's time)
+# runs beside the other files. Measured on 2 cores: 530 and 602 s (two runs) against 703 s in one process before.
+UNIT_WORKERS ?= 2
 test-unit: $(STAMP)
-	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm and not wheel and not vllm" $(PYTEST_ARGS); rc=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -m "not model and not dpo and not slurm and not wheel and not vllm" -n $(UNIT_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	  echo "suite unit: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-model: $(STAMP)

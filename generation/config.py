@@ -19,7 +19,7 @@ import os
 import re
 import string
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
@@ -672,7 +672,7 @@ class PlausibilityConfig(StrictModel):
     # is emulated on AVX2-only CPUs: measured 5x slower than float32 on an AVX2 EPYC)
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     # auto: the CPUs this process may use less the other runnable work (load average), at least 1
-    threads: int | Literal["auto"] = Field("auto", ge=1, le=64)
+    threads: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     max_answer_tokens: int = Field(48, ge=4, le=1024)
     batch_size: int = Field(16, ge=1, le=256)
 
