@@ -473,3 +473,6 @@ def test_model_threads_auto_leaves_busy_cpus_alone(monkeypatch):
     assert metrics.torch_threads("auto") == max(1, cpus - 1)
     with pytest.raises(ConfigError, match="evaluation.plausibility.threads"):
         load_config(None, ["evaluation.plausibility.threads=0"])
+    monkeypatch.setenv("SYNTHGEN_EMBED_THREADS", "two")
+    with pytest.raises(ConfigError, match="SYNTHGEN_EMBED_THREADS: 'two' is not a number"):
+        metrics.Embedder()

