@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,6 +28,19 @@ def torch_threads(setting: int | str) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     others = max(0.0, os.getloadavg()[0] - 1.0)
     return max(1, cpus - round(others))
+
+
+@contextlib.contextmanager
+def using_torch_threads(setting: int | str) -> Iterator[None]:
+    """Run the block with :func:`torch_threads` intra-op threads; the process's own count is restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(setting))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 # Harper rules that judge typography, not grammar: ASCII dashes and "..." are fine in a dataset.
 HARPER_STYLE_RULES_OFF = ("Dashes", "EllipsisLength", "NumericRangeEnDash", "UseEllipsisCharacter", "SpellCheck")
@@ -57,16 +71,10 @@ class Embedder:
         unique = list(dict.fromkeys(texts))
         if not unique:
             return np.zeros((0, 384), dtype=np.float32)
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(torch_threads(self.threads))
-        try:
+        with using_torch_threads(self.threads):
             vectors = self.model.encode(
                 unique, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
             )
-        finally:
-            torch.set_num_threads(previous)
         index = {text: i for i, text in enumerate(unique)}
         return vectors[[index[t] for t in texts]]
 

@@ -6,8 +6,8 @@ DPO-check model file (``configs/models/dpo/<name>.yaml``; default the embedded S
 converted from its packaged GGUF by ``generation/embedded_hf.py``), loaded with the DPO check's own
 loader and scored with its :func:`generation.dpo_check.response_logprobs`. Only the first
 ``max_answer_tokens`` tokens of an answer count, the LM head runs on answer positions only, and the
-model runs on the idle CPUs by default (:func:`generation.evaluation.metrics.torch_threads`), in bfloat16 where the CPU computes it natively and in float32 otherwise
-(:func:`resolve_dtype`).
+model runs on the idle CPUs by default (:func:`generation.evaluation.metrics.torch_threads`), in bfloat16
+where the CPU computes it natively and in float32 otherwise (:func:`resolve_dtype`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class PlausibilityScorer:
         """Mean log p(token) over the first ``max_answer_tokens`` tokens of each answer (NaN for an empty one)."""
         import torch
 
+        from generation.evaluation.metrics import using_torch_threads
+
         tok = self.tokenizer
         seqs = []
         for question, answer in zip(questions, answers):
@@ -59,18 +61,11 @@ class PlausibilityScorer:
         out = np.full(len(seqs), np.nan)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))  # little padding
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        from generation.evaluation.metrics import torch_threads
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(torch_threads(self.cfg.threads))
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(order), self.cfg.batch_size):
-                    batch = [i for i in order[start : start + self.cfg.batch_size] if seqs[i][1]]
-                    if batch:
-                        out[batch] = self._batch([seqs[i] for i in batch], pad)
-        finally:
-            torch.set_num_threads(previous)
+        with using_torch_threads(self.cfg.threads), torch.inference_mode():
+            for start in range(0, len(order), self.cfg.batch_size):
+                batch = [i for i in order[start : start + self.cfg.batch_size] if seqs[i][1]]
+                if batch:
+                    out[batch] = self._batch([seqs[i] for i in batch], pad)
         return out
 
     def _batch(self, batch: list[tuple[list[int], list[int]]], pad: int) -> np.ndarray:
