@@ -48,11 +48,29 @@ def _cache_name(gguf_path: Path) -> str:
 
 
 def cached_gguf_model_dir(package: str, file: str) -> Path:
-    """Folder with the plain safetensors copy of a packaged GGUF model; converts it on first use."""
+    """Folder with the plain safetensors copy of a packaged GGUF model; converts it on first use.
+
+    Processes that share the cache (test suites side by side, array tasks on one home directory) convert it
+    once: the conversion holds a file lock beside the folder, and the folder appears whole (renamed into place).
+    """
+    from filelock import FileLock
+
     gguf_path = locate_gguf(package, file)
     target = cache_root() / "models" / _cache_name(gguf_path)
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _complete(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if not _complete(target):  # another process may have converted it while this one waited
+            _convert(gguf_path, target)
+    return target
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _convert(gguf_path: Path, target: Path) -> None:
     import time
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,7 +80,6 @@ def cached_gguf_model_dir(package: str, file: str) -> Path:
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = _plain_copy(AutoModelForCausalLM.from_pretrained(folder, gguf_file=name))
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         model.save_pretrained(tmp)
@@ -74,7 +91,6 @@ def cached_gguf_model_dir(package: str, file: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("model cached in %.1f s", time.monotonic() - start)
-    return target
 
 
 def _plain_copy(gguf_model: Any) -> Any:
