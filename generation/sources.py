@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,24 @@ def _split_files(builder: Any, split: str) -> list[str]:
     return sorted(str(path) for path in folder.glob(f"{builder.dataset_name}-{split}-*-of-*.arrow"))
 
 
+def local_folder_cache(path: str, cache_root: str) -> str | None:
+    """For a dataset that is a local folder: a datasets cache folder of its own, named by the folder's path and its
+    files (relative name, size, mtime); None for anything else.
+
+    datasets (5.2) keys a local folder that has a dataset card with ``configs`` by the folder's name and card alone,
+    so an edited folder, or another folder of the same name, came back with the rows prepared the first time.
+    Shards of one run see the same files and share the folder.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.relative_to(folder).parts):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return str(Path(cache_root) / "synthgen-local-folders" / digest.hexdigest()[:20])
+
+
 def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSource:
     """Prepare the configured split with ``datasets`` (checking files, column and emptiness) for streaming."""
     import datasets  # imported lazily: it is slow to import and not needed by most commands
@@ -131,7 +150,10 @@ def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSour
             check_utf8(Path(file))
     try:
         # The Parquet builder reads a whole row group at a time unless told otherwise (often the whole file).
-        options = {"batch_size": batch_size} if cfg.path == "parquet" else {}
+        options: dict[str, Any] = {"batch_size": batch_size} if cfg.path == "parquet" else {}
+        cache_dir = local_folder_cache(cfg.path, datasets.config.HF_DATASETS_CACHE)
+        if cache_dir is not None:
+            options["cache_dir"] = cache_dir
         builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision, **options)
         builder.download_and_prepare()
         splits = builder.info.splits or {}

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import yaml
+# Set before datasets is imported. datasets 5.2 keys its cache of a local folder with a dataset card by the folder's name
+# and card, not its files: a run folder named like one an earlier session loaded came back with that session's rows.
+# Each test session (and xdist worker) gets its own cache.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="synthgen-tests-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
-from generation.config import EmbeddedServerConfig
-from generation.endpoints.embedded import EmbeddedServer, free_port
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from generation.config import EmbeddedServerConfig  # noqa: E402
+from generation.endpoints.embedded import EmbeddedServer, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_ALIAS = "SmolLM2-135M-Instruct"

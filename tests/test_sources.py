@@ -65,3 +65,27 @@ def test_non_text_column_names_the_row(tmp_path: Path):
     path.write_text("question\n1\n2\n", encoding="utf-8")
     with pytest.raises(InputDataError, match=r"row 0: column 'question' holds int, expected text"):
         load_questions(DatasetConfig(path="csv", data_files=str(path)))
+
+
+def test_a_carded_folder_edited_or_named_like_another_loads_its_own_rows(tmp_path: Path):
+    """A local folder with a dataset card (a run folder, a cloned Hub repo): datasets 5.2 alone keys its cache by the
+    folder's name and card, and returned the rows it prepared first."""
+    import os
+
+    card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: questions.csv\n---\n# questions\n"
+
+    def folder(parent: str, questions: list[str], mtime: int) -> str:
+        path = tmp_path / parent / "seeds"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "README.md").write_text(card, encoding="utf-8")
+        (path / "questions.csv").write_text("question\n" + "".join(f"{q}\n" for q in questions), encoding="utf-8")
+        os.utime(path / "questions.csv", (mtime, mtime))
+        return str(path)
+
+    first = folder("a", ["what is gout", "is eczema contagious"], 1_700_000_000)
+    assert load_questions(DatasetConfig(path=first)) == ["what is gout", "is eczema contagious"]
+    folder("a", ["what causes gout", "can hair loss grow back", "is acne genetic"], 1_700_000_100)  # edited in place
+    assert load_questions(DatasetConfig(path=first)) == ["what causes gout", "can hair loss grow back", "is acne genetic"]
+    other = folder("b", ["what is a migraine"], 1_700_000_200)  # another folder of the same name
+    assert load_questions(DatasetConfig(path=other)) == ["what is a migraine"]
+    assert load_questions(DatasetConfig(path=first)) == ["what causes gout", "can hair loss grow back", "is acne genetic"]
