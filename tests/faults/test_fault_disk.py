@@ -86,7 +86,8 @@ def test_permission_denied_on_the_run_folder_is_one_line_and_changes_nothing(cle
         config = tiny_config(base, dead_url)
         config.chmod(0o644)
         before = top_level_files(out)
-        result = run_cli("run", "-c", str(config), "-o", str(out), user="nobody", env={"HOME": str(home), "HF_HOME": str(home / "hf")})
+        hf = {"HF_HOME": str(home / "hf"), "HF_DATASETS_CACHE": str(home / "hf" / "datasets")}  # the session's cache is root's
+        result = run_cli("run", "-c", str(config), "-o", str(out), user="nobody", env={"HOME": str(home), **hf})
         assert result.returncode == 1, result.stderr
         line = one_line_error(result.stderr)
         assert "cannot write " + str(out) in line and "Permission denied" in line, line
