@@ -272,9 +272,10 @@ def measure_preference(model: Any, tokenizer: Any, pairs: Sequence[Pair], max_le
 
 
 def bootstrap_mean_over_groups(
-    groups: Sequence[np.ndarray], resamples: int = 1000, seed: int = 0, level: float = 0.95
+    groups: Sequence[np.ndarray], resamples: int = 1000, seed: int | Sequence[int] = 0, level: float = 0.95
 ) -> dict[str, float]:
-    """Mean over groups of each group's mean, with a percentile interval from resampling within groups.
+    """Mean over groups of each group's mean, with a percentile interval from resampling within groups
+    (``seed``: an int or a sequence of ints for numpy's ``default_rng``).
 
     Each group is one seed's held-out pairs; resampling pairs within each keeps the seeds' weights equal.
     """

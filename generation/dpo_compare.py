@@ -85,9 +85,10 @@ def _difference(
 ) -> dict[str, float]:  # fmt: skip
     """first minus second, pooled over seeds, with a bootstrap interval. The resampling seed depends on the pair of
     runs, not on their order, so first-minus-second and second-minus-first are mirror images (one figure per pair)."""
-    salt += min(names.index(first), names.index(second)) * 10 + max(names.index(first), names.index(second))
+    i, j = sorted((names.index(first), names.index(second)))
     pairs = zip(values[first], values[second])
-    return bootstrap_mean_over_groups([x - y for x, y in pairs], settings.bootstrap, settings.seed * 1000 + salt)
+    # a seed sequence, so no two pairs of runs (and no two figures) share a resampling stream, however many runs
+    return bootstrap_mean_over_groups([x - y for x, y in pairs], settings.bootstrap, [settings.seed, salt, i, j])
 
 
 def compare_runs(paths: Sequence[Path], out_dir: Path, model_cfg: DPOModelConfig, settings: CheckSettings) -> dict[str, Any]:

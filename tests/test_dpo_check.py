@@ -294,6 +294,27 @@ def test_compare_lead_is_the_pairwise_difference_of_the_two_runs() -> None:
     assert f"by {most['lead']['estimate']:+.3f} (95% CI {-table['ci_high']:+.3f} .. {-table['ci_low']:+.3f})" in report["statement"]
 
 
+def test_compare_pairs_of_runs_never_share_a_resampling_stream() -> None:
+    """With 13 runs, the pairs (0, 12) and (1, 2) once drew the same bootstrap seed, so equal differences got equal
+    intervals. Each pair of runs resamples on its own stream (the same one in either order), and so does each figure."""
+    from generation.dpo_compare import _difference
+
+    names = [f"run{k}" for k in range(13)]
+    rng = np.random.default_rng(3)
+    values = {name: [rng.normal(0, 1, 15) for _ in range(2)] for name in names}
+    difference = [rng.normal(0.5, 1, 15) for _ in range(2)]
+    values["run0"] = [a + d for a, d in zip(values["run12"], difference)]  # run0 - run12 == run1 - run2 == difference
+    values["run1"] = [a + d for a, d in zip(values["run2"], difference)]
+    settings = CheckSettings(seeds=2)
+    far, near = (_difference(values, a, b, names, settings, 100) for a, b in (("run0", "run12"), ("run1", "run2")))
+    assert far["estimate"] == pytest.approx(near["estimate"])
+    assert (far["ci_low"], far["ci_high"]) != pytest.approx((near["ci_low"], near["ci_high"]), abs=1e-9)
+    mirrored = _difference(values, "run12", "run0", names, settings, 100)
+    assert (mirrored["ci_low"], mirrored["ci_high"]) == pytest.approx((-far["ci_high"], -far["ci_low"]))
+    other_figure = _difference(values, "run0", "run12", names, settings, 300)
+    assert (other_figure["ci_low"], other_figure["ci_high"]) != pytest.approx((far["ci_low"], far["ci_high"]), abs=1e-9)
+
+
 @pytest.mark.dpo
 @pytest.mark.timeout(1200)
 def test_compare_names_the_run_that_moved_the_held_out_margin_most(tmp_path: Path) -> None:
