@@ -151,7 +151,9 @@ def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSour
     try:
         # The Parquet builder reads a whole row group at a time unless told otherwise (often the whole file).
         options: dict[str, Any] = {"batch_size": batch_size} if cfg.path == "parquet" else {}
-        cache_dir = local_folder_cache(cfg.path, datasets.config.HF_DATASETS_CACHE)
+        # a packaged builder's name ("csv") is never a folder to datasets, even when the working directory has one
+        packaged = getattr(datasets.packaged_modules, "_PACKAGED_DATASETS_MODULES", {})
+        cache_dir = None if cfg.path in packaged else local_folder_cache(cfg.path, datasets.config.HF_DATASETS_CACHE)
         if cache_dir is not None:
             options["cache_dir"] = cache_dir
         builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision, **options)
