@@ -114,14 +114,17 @@ def _split_files(builder: Any, split: str) -> list[str]:
 
 def local_folder_cache(path: str, cache_root: str) -> str | None:
     """For a dataset that is a local folder: a datasets cache folder of its own, named by the folder's path and its
-    files (relative name, size, mtime); None for anything else.
+    files (relative name, size, mtime); None for anything else, a packaged builder's name ("csv") included even when
+    the working directory has a folder of that name (datasets never reads it as one).
 
     datasets (5.2) keys a local folder that has a dataset card with ``configs`` by the folder's name and card alone,
     so an edited folder, or another folder of the same name, came back with the rows prepared the first time.
     Shards of one run see the same files and share the folder.
     """
+    import datasets
+
     folder = Path(path).expanduser()
-    if not folder.is_dir():
+    if path in getattr(datasets.packaged_modules, "_PACKAGED_DATASETS_MODULES", {}) or not folder.is_dir():
         return None
     digest = hashlib.sha256(str(folder.resolve()).encode())
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.relative_to(folder).parts):
@@ -151,9 +154,7 @@ def open_questions(cfg: DatasetConfig, batch_size: int = 10_000) -> QuestionSour
     try:
         # The Parquet builder reads a whole row group at a time unless told otherwise (often the whole file).
         options: dict[str, Any] = {"batch_size": batch_size} if cfg.path == "parquet" else {}
-        # a packaged builder's name ("csv") is never a folder to datasets, even when the working directory has one
-        packaged = getattr(datasets.packaged_modules, "_PACKAGED_DATASETS_MODULES", {})
-        cache_dir = None if cfg.path in packaged else local_folder_cache(cfg.path, datasets.config.HF_DATASETS_CACHE)
+        cache_dir = local_folder_cache(cfg.path, datasets.config.HF_DATASETS_CACHE)
         if cache_dir is not None:
             options["cache_dir"] = cache_dir
         builder = datasets.load_dataset_builder(cfg.path, cfg.name, data_files=cfg.data_files, revision=cfg.revision, **options)

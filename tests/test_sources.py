@@ -89,3 +89,18 @@ def test_a_carded_folder_edited_or_named_like_another_loads_its_own_rows(tmp_pat
     other = folder("b", ["what is a migraine"], 1_700_000_200)  # another folder of the same name
     assert load_questions(DatasetConfig(path=other)) == ["what is a migraine"]
     assert load_questions(DatasetConfig(path=first)) == ["what causes gout", "can hair loss grow back", "is acne genetic"]
+
+
+def test_only_a_real_folder_gets_its_own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from generation.sources import local_folder_cache
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "csv").mkdir()  # a folder named like the packaged builder: datasets still reads "csv" as the builder
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "q.csv").write_text("question\nwhat is gout\n", encoding="utf-8")
+    assert local_folder_cache("csv", str(tmp_path / "cache")) is None
+    assert local_folder_cache("katielink/healthsearchqa", str(tmp_path / "cache")) is None  # a Hub id
+    first = local_folder_cache("seeds", str(tmp_path / "cache"))
+    assert first is not None and first.startswith(str(tmp_path / "cache"))
+    (tmp_path / "seeds" / "q.csv").write_text("question\nwhat is gout\nwhat is lupus\n", encoding="utf-8")
+    assert local_folder_cache("seeds", str(tmp_path / "cache")) != first  # the files changed, so does the folder

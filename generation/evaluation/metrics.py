@@ -42,6 +42,7 @@ def using_torch_threads(setting: int | str) -> Iterator[None]:
     finally:
         torch.set_num_threads(previous)
 
+
 # Harper rules that judge typography, not grammar: ASCII dashes and "..." are fine in a dataset.
 HARPER_STYLE_RULES_OFF = ("Dashes", "EllipsisLength", "NumericRangeEnDash", "UseEllipsisCharacter", "SpellCheck")
 _SPELL_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
