@@ -595,6 +595,7 @@ class EvaluationThresholds(StrictModel):
     restatement_ratio: float = Field(90.0, ge=0, le=100)  # RapidFuzz token-set ratio that counts as agree evidence
     hardness_min: float = Field(0.35, ge=0, le=1)  # rejected_easy below this hardness (sqrt of the per-token likelihood ratio)
     easy_relevance_max: float = Field(0.3, ge=-1, le=1)  # rejected_easy below this question<->rejected similarity (unrelated)
+    other_language_min: float = Field(0.8, gt=0, le=1)  # rejected_easy: identifier's confidence that it is not evaluation.language
     near_duplicate_jaccard: float = Field(0.7, gt=0, le=1)  # duplicate_prompt at/above this MinHash Jaccard
     contamination_ngram: int = Field(3, ge=1, le=20)
     contamination_max: float = Field(0.8, ge=0, le=1)  # contaminated at/above this n-gram overlap
@@ -695,6 +696,9 @@ class EvaluationConfig(StrictModel):
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     antonyms: list[tuple[str, str]] = Field(default_factory=list)  # opposite pairs added to configs/eval/lexicon.yaml
     extra_words: list[str] = Field(default_factory=list)  # domain words the spelling checkers must accept
+    # the language answers must be written in (ISO 639-1, as fastText's language identifier names it); a rejected
+    # answer confidently in another one is an easy negative. null: not checked
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = "en"
     worst_examples: int = Field(5, ge=0, le=100)  # per flag, in report.html
 
 

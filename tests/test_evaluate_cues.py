@@ -128,6 +128,22 @@ def test_no_self_contradiction(text, question):
     assert det.self_contradiction(text, PATTERNS, question) is None
 
 
+def test_an_answer_in_another_language_is_an_easy_negative():
+    from generation.evaluation.evaluate import easy_form_evidence
+    from generation.evaluation.metrics import language_of, other_language
+
+    french = "Les organisations prévoient une spécialisation fiscale pour la protection des investisseurs contre la fraude."
+    english = "Securities laws require companies to disclose accurate financial information to protect investors from fraud."
+    assert language_of(english)[0] == "en" and language_of(french)[0] == "fr"
+    assert other_language(french, "en", 0.8).startswith("fr (")
+    assert other_language(english, "en", 0.8) is None and other_language(french, "fr", 0.8) is None
+    assert other_language(french, None, 0.8) is None  # evaluation.language: null turns it off
+    assert other_language("Oui, bien sûr.", "en", 0.8) is None  # too short to identify reliably
+    th = load_config(None).evaluation.thresholds
+    found = easy_form_evidence("what regulations protect investors from fraud", french, None, 0.9, th, other_language(french, "en", 0.8))
+    assert found.startswith("written in another language: fr")
+
+
 def test_not_an_answer():
     assert "opens with a question" in not_an_answer("What causes IBS?", "Is it serious? Are you a doctor?")
     assert "fragment" in not_an_answer("How does a balance transfer work?", "Credit Card Bills:")
@@ -148,6 +164,8 @@ def test_not_an_answer():
         "what do you think about my plan?", "whats your request", "why do people use this", "what is it?",
         "is there a diet that can help with this condition", "can we discuss the filing process", "Here is a new question about flu",
         "is there a topic youd like to discuss", "whats on your mind",  # contractions as preprocessing leaves them
+        "would you like to ask about some treatments", "do you want more questions to help improve personal finance",
+        "may i ask what type of food you are eating", "can i ask about your plans for retirement",
     ],
 )
 def test_not_informational_questions(question):
@@ -162,7 +180,8 @@ def test_not_informational_questions(question):
         "how long are you contagious with the flu?", "what happens if you stop taking statins?", "what exercises can i do for back pain?",
         "how can i help my child with asthma?", "do you need antibiotics for strep throat?", "Is a verbal contract binding?",
         "how do you answer a question in court?", "what is the treatment for this type of cancer?",
-        "whats the best treatment for acne?", "im pregnant can i take tylenol?",
+        "whats the best treatment for acne?", "im pregnant can i take tylenol?", "can i ask how long the flu lasts?",
+        "what happens if you want to stop taking statins?", "how much water do you need a day?",
     ],
 )
 def test_informational_questions_with_generic_you_pass(question):

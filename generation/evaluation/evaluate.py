@@ -20,7 +20,7 @@ import numpy as np
 from generation.config import EVALUATION_FLAG_CODES, RunConfig
 from generation.errors import InputDataError
 from generation.evaluation import detectors as det
-from generation.evaluation.metrics import Embedder, FluencyChecker, cosine_rows, shared_embedder
+from generation.evaluation.metrics import Embedder, FluencyChecker, cosine_rows, other_language, shared_embedder
 from generation.evaluation.stance import Cue, compare_claims, content_stems, is_polar_question, load_lexicon, numbers, sentences, stem, words
 from generation.io import read_csv_rows, read_jsonl_objects, write_csv, write_json
 
@@ -243,7 +243,8 @@ class Scorer:
             evidence["off_topic"] = f"relevance {', '.join(low)} < {th.relevance_min}"
         absurd = pat.find("absurd", rejected)
         hardness = plausibility_hardness(m["loglik_rejected"], m["loglik_chosen"], absurd is not None)
-        form = easy_form_evidence(prompt, rejected, absurd, rel_r, th)
+        foreign = other_language(rejected, self.ev.language, th.other_language_min)
+        form = easy_form_evidence(prompt, rejected, absurd, rel_r, th, foreign)
         unlikely = unlikely_evidence(hardness, th)
         if form or unlikely:
             evidence["rejected_easy"] = f"offline: {form or unlikely}"
@@ -289,16 +290,16 @@ def plausibility_hardness(loglik_rejected: float, loglik_chosen: float, absurd: 
     return hardness(loglik_rejected, loglik_chosen, absurd)
 
 
-def easy_evidence(question: str, rejected: str, hardness: float, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
-    """Why the rejected answer is an easy negative offline, or None; decided apart from ``rejected_agrees``."""
-    return easy_form_evidence(question, rejected, absurd, relevance_rejected, th) or unlikely_evidence(hardness, th)
-
-
-def easy_form_evidence(question: str, rejected: str, absurd: str | None, relevance_rejected: float, th: Any) -> str | None:
-    """What any reader sees without knowing the subject: not an answer, an absurdity marker, an unrelated answer."""
+def easy_form_evidence(
+    question: str, rejected: str, absurd: str | None, relevance_rejected: float, th: Any, foreign: str | None = None
+) -> str | None:  # fmt: skip
+    """What any reader sees without knowing the subject: not an answer, written in another language (``foreign``:
+    :func:`metrics.other_language`), an absurdity marker, an unrelated answer."""
     found = not_an_answer(question, rejected)
     if found:
         return f"not an answer: {found}"
+    if foreign:
+        return f"written in another language: {foreign}"
     if absurd:
         return f"absurd: {absurd}"
     if relevance_rejected < th.easy_relevance_max and len(set(content_stems(rejected))) >= 4:  # a bare "12 months" has no topic to compare

