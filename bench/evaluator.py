@@ -177,15 +177,99 @@ def print_table(title: str, result: dict[str, Any]) -> None:
         print(f"  {flag:30s} {e['positives']:4d} {e['flagged']:7d}  {fmt(e, 'precision'):20s} {fmt(e, 'recall'):20s}")
 
 
-def evaluate_label_files(files: list[Path], cfg: Any, folder: Path) -> tuple[list[dict[str, Any]], list[set[str]]]:
-    """Every pair of every file with the flags found; each file is evaluated on its own, as one run's output."""
-    pairs, found = [], []
+def evaluate_label_files(files: list[Path], cfg: Any, folder: Path) -> tuple[list[dict[str, Any]], list[set[str]], list[dict[str, str]]]:
+    """Every pair of every file with the flags found and its scores.csv row; each file is evaluated on its own,
+    as one run's output."""
+    pairs, found, scores = [], [], []
     for index, path in enumerate(files):
         these = read_labels(path)
-        flags, _, _ = evaluate_pairs(these, cfg, folder / f"labels-{index}")
+        flags, rows, _ = evaluate_pairs(these, cfg, folder / f"labels-{index}")
         pairs += these
         found += flags
-    return pairs, found
+        scores += rows
+    return pairs, found, scores
+
+
+def score_vectors(scores: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """The offline scores of scores.csv as float columns (NaN where empty); judge columns and row ids left out."""
+    out = {}
+    for column in scores[0] if scores else ():
+        if column.startswith("judge_") or column in ("row", "duplicate_of", "passed"):
+            continue
+        try:
+            values = np.array([float(s[column]) if s[column] != "" else np.nan for s in scores])
+        except ValueError:
+            continue  # text: prompt, flags, evidence...
+        if np.isfinite(values).any():
+            out[column] = values
+    return out
+
+
+def roc_auc(values: np.ndarray, truth: np.ndarray) -> float | None:
+    """P(a positive scores above a negative), ties counting half; missing values rank lowest."""
+    v = np.where(np.isnan(values), -np.inf, values)
+    pos, neg = v[truth], v[~truth]
+    if not pos.size or not neg.size:
+        return None
+    return float(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
+
+
+def offline_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], precision_min: float = 0.8) -> dict[str, Any] | None:
+    """The most that one threshold on one offline score could do for a flag on these pairs: over every score
+    column and both directions, the highest recall of a threshold whose precision is >= ``precision_min``, and the
+    best ROC AUC. The threshold is fitted on the same pairs, so both are optimistic: an upper bound of what
+    re-tuning a single threshold can give, not a measurement of the evaluator."""
+    if not truth.any():
+        return None
+    best: dict[str, Any] = {"recall": 0.0, "rule": None, "auc": 0.0, "auc_score": None}
+    for column, values in columns.items():
+        for sign, op in ((1.0, ">="), (-1.0, "<=")):
+            v = np.where(np.isnan(values), -np.inf, sign * values)  # missing: never over the threshold
+            auc = roc_auc(v, truth)
+            if auc is not None and auc > best["auc"]:
+                best["auc"], best["auc_score"] = round(auc, 3), f"{'' if sign > 0 else '-'}{column}"
+            order = np.argsort(-v, kind="stable")
+            hits = np.cumsum(truth[order])
+            flagged = np.arange(1, v.size + 1)
+            cut = np.r_[v[order][1:] != v[order][:-1], True] & np.isfinite(v[order])  # thresholds between distinct values
+            ok = cut & (hits / flagged >= precision_min)
+            if ok.any():
+                k = int(np.flatnonzero(ok)[np.argmax(hits[ok])])
+                recall = float(hits[k] / truth.sum())
+                if recall > best["recall"]:
+                    best["recall"], best["rule"] = round(recall, 3), f"{column} {op} {sign * v[order][k]:.4g}"
+    return best
+
+
+def best_recall_at_precision(probability: np.ndarray, truth: np.ndarray, precision_min: float = 0.8) -> float:
+    """The highest recall of a threshold on ``probability`` whose precision is >= ``precision_min`` (0 when none)."""
+    order = np.argsort(-probability, kind="stable")
+    hits = np.cumsum(truth[order])
+    cut = np.r_[probability[order][1:] != probability[order][:-1], True]
+    ok = cut & (hits / np.arange(1, truth.size + 1) >= precision_min)
+    return round(float(hits[ok].max() / truth.sum()), 3) if ok.any() and truth.any() else 0.0
+
+
+def learned_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], decided: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, Any] | None:
+    """What a logistic regression over every offline score plus the evaluator's own decision reaches for a flag,
+    cross-validated (each pair scored by a model fitted on the other folds): recall at precision >= 0.8 and
+    ROC AUC. Missing scores take the column's median. None with fewer than ``folds`` positives."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if truth.sum() < folds or (~truth).sum() < folds:
+        return None
+    matrix = np.column_stack([*columns.values(), decided.astype(float)])
+    medians = np.nanmedian(matrix, axis=0)
+    matrix = np.where(np.isnan(matrix), medians, matrix)
+    probability = np.zeros(truth.size)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(matrix, truth):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced"))
+        model.fit(matrix[train], truth[train])
+        probability[test] = model.predict_proba(matrix[test])[:, 1]
+    return {"recall": best_recall_at_precision(probability, truth), "auc": round(roc_auc(probability, truth) or 0.0, 3), "folds": folds}
 
 
 def goal_summary(name: str, head: dict[str, Any]) -> str:
@@ -219,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     started, cpu0 = time.monotonic(), time.process_time()
     try:
         with tempfile.TemporaryDirectory(prefix="synthgen-bench-eval-") as tmp:
-            pairs, found = evaluate_label_files(files, cfg, Path(tmp))
+            pairs, found, scores = evaluate_label_files(files, cfg, Path(tmp))
             elapsed = {"wall_s": round(time.monotonic() - started, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
             timing = time_pairs(pairs, args.time_pairs, cfg, Path(tmp)) if args.time_pairs else None
     except (InputDataError, OSError, yaml.YAMLError) as exc:
@@ -243,6 +327,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, members in groups.items():
         report[name] = figures([pairs[i] for i in members], [found[i] for i in members], args.resamples)
         print_table(f"{name}{SPLIT_NOTES.get(name, '')}", report[name])
+    head = "all" if args.split == "all" else args.split
+    columns = {name: values[groups[head]] for name, values in score_vectors(scores).items()}
+    report["offline_ceiling"] = {}
+    print(f"\noffline ceiling on {head}: what re-tuning could give (one threshold on one offline score, fitted on these same pairs:")
+    print("  an upper bound; and a logistic regression over all of them, cross-validated)")
+    for flag in GOAL_FLAGS:
+        truth = np.array([pairs[i]["labels"].get(flag, False) for i in groups[head]], dtype=bool)
+        known = np.array([flag in pairs[i]["labels"] for i in groups[head]], dtype=bool)
+        decided = np.array([flag in found[i] for i in groups[head]], dtype=bool)
+        known_columns = {k: v[known] for k, v in columns.items()}
+        ceiling = offline_ceiling(truth[known], known_columns)
+        learned = learned_ceiling(truth[known], known_columns, decided[known])
+        report["offline_ceiling"][flag] = {"one_score": ceiling, "learned": learned}
+        if ceiling:
+            rule = f" ({ceiling['rule']})" if ceiling["rule"] else ""
+            print(f"  {flag:30s} one score: recall {ceiling['recall']:.2f} at precision >= 0.8{rule}, best ROC AUC {ceiling['auc']:.2f} ({ceiling['auc_score']})")
+        if learned:
+            print(f"  {'':30s} all scores + the evaluator's decision, logistic, {learned['folds']}-fold: recall {learned['recall']:.2f} at precision >= 0.8, ROC AUC {learned['auc']:.2f}")
     if timing:
         report["timing"] = timing
         print(f"\ntiming: {timing['pairs']} pairs evaluated in {timing['wall_s']} s wall, {timing['cpu_s']} s CPU (load may be shared)")
