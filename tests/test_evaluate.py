@@ -80,16 +80,33 @@ def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
     return evaluate_labelled(tmp_path_factory.mktemp("labelled"), labelled, cfg, scorer)
 
 
-@pytest.fixture(scope="session")
-def vllm_labelled():
-    return bench.read_labels(DATA / "labelled-vllm.yaml")
+VLLM_SLICES = {"vllm": "labelled-vllm.yaml", "vllm2": "labelled-vllm2.yaml"}  # split -> file
 
 
 @pytest.fixture(scope="session")
-def vllm_flags(tmp_path_factory, cfg, scorer, vllm_labelled):
-    """The flags found on the vLLM slice, evaluated as its own file (as the bench does)."""
-    scores = evaluate_labelled(tmp_path_factory.mktemp("labelled-vllm"), vllm_labelled, cfg, scorer)[3]
-    return [set(s["flags"].split(";")) - {""} for s in scores]
+def vllm_slices():
+    """The vLLM slices by split, each a file of its own."""
+    return {split: bench.read_labels(DATA / name) for split, name in VLLM_SLICES.items()}
+
+
+@pytest.fixture(scope="session")
+def vllm_labelled(vllm_slices):
+    return [pair for pairs in vllm_slices.values() for pair in pairs]
+
+
+@pytest.fixture(scope="session")
+def vllm_flags_by_slice(tmp_path_factory, cfg, scorer, vllm_slices):
+    """The flags found on each vLLM slice, evaluated as its own file (as the bench does)."""
+    found = {}
+    for split, pairs in vllm_slices.items():
+        scores = evaluate_labelled(tmp_path_factory.mktemp(f"labelled-{split}"), pairs, cfg, scorer)[3]
+        found[split] = [set(s["flags"].split(";")) - {""} for s in scores]
+    return found
+
+
+@pytest.fixture(scope="session")
+def vllm_flags(vllm_flags_by_slice):
+    return [flags for found in vllm_flags_by_slice.values() for flags in found]
 
 
 def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
@@ -109,18 +126,22 @@ def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
     assert sum(not any(p["labels"].values()) for p in labelled) >= 30  # clean pairs
 
 
-def test_vllm_slice_is_real_vllm_output_labelled_per_flag(vllm_labelled):
-    assert len(vllm_labelled) >= 40
-    for pair in vllm_labelled:
-        assert pair["split"] == "vllm" and pair["source"]["kind"] == "generated", pair["id"]
+@pytest.mark.parametrize("split", sorted(VLLM_SLICES))
+def test_vllm_slice_is_real_vllm_output_labelled_per_flag(vllm_slices, split):
+    pairs = vllm_slices[split]
+    assert len(pairs) >= 40
+    for pair in pairs:
+        assert pair["split"] == split and pair["source"]["kind"] == "generated", pair["id"]
         assert "--set model=smollm2-vllm-cpu" in pair["source"]["command"] and "vLLM" in pair["source"]["model"]
         assert {"run_seed", "row", "chosen_seed", "rejected_seed"} <= set(pair["source"])
         assert set(pair["labels"]) == set(LABELLED_FLAGS), pair["id"]
-    assert len({p["source"]["command"] for p in vllm_labelled}) >= 3  # three domains and seeds
-    assert [p["source"]["row"] for p in vllm_labelled if p["source"]["run_seed"] == 41] == list(range(32))  # every row, in order
+    assert len({p["source"]["command"] for p in pairs}) >= 3  # three domains and seeds
+    for seed in {p["source"]["run_seed"] for p in pairs}:  # every row of each run, in order
+        rows = [p["source"]["row"] for p in pairs if p["source"]["run_seed"] == seed]
+        assert rows == list(range(len(rows))), (split, seed)
 
 
-def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eval, vllm_labelled, vllm_flags):
+def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eval, vllm_slices, vllm_labelled, vllm_flags, vllm_flags_by_slice):
     """The evaluator's figures on the labelled sets are the ones bench/evaluator.py stored (rerun it with
     --write after changing a detector), and every gated flag really has precision >= 0.8 there."""
     _, _, _, scores = labelled_eval
@@ -129,9 +150,11 @@ def test_measured_figures_match_the_stored_precision_file(labelled, labelled_eva
     stored = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))
     assert stored["pairs"] == len(labelled) + len(vllm_labelled)
     assert stored["labels_sha256"] == bench.labels_digest(list(bench.DEFAULT_LABEL_FILES))
-    vllm = bench.figures(vllm_labelled, vllm_flags, resamples=200)["flags"]
-    for flag in LABELLED_FLAGS:  # the vLLM slice's own figures are stored too
-        assert abs(vllm[flag]["tp"] - stored["vllm"][flag]["tp"]) <= 1 and abs(vllm[flag]["fp"] - stored["vllm"][flag]["fp"]) <= 1, flag
+    for split, pairs in vllm_slices.items():  # each vLLM slice's own figures are stored too
+        own = bench.figures(pairs, vllm_flags_by_slice[split], resamples=200)["flags"]
+        for flag in LABELLED_FLAGS:
+            then = stored[split][flag]
+            assert abs(own[flag]["tp"] - then["tp"]) <= 1 and abs(own[flag]["fp"] - then["fp"]) <= 1, (split, flag)
     print(json.dumps({f: (e["precision"], e["recall"]) for f, e in measured["flags"].items()}))
     for flag in LABELLED_FLAGS:
         now, then = measured["flags"][flag], stored["flags"][flag]
@@ -445,6 +468,28 @@ def test_bench_reads_a_users_csv_labels_and_computes_intervals(tmp_path):
     labels.write_text("prompt,chosen,rejected\nq,a,b\n", encoding="utf-8")
     with pytest.raises(InputDataError, match="no label column"):
         bench.read_labels(labels)
+
+
+def test_bench_offline_ceiling_finds_what_one_score_or_all_scores_can_separate():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    truth = np.arange(200) % 5 == 0  # 40 positives
+    separating = np.where(truth, 0.9, 0.1) + rng.normal(0, 0.01, 200)
+    noise = rng.normal(0, 1, 200)
+    inverted = -separating  # a low value marks a positive: found with the other direction
+    assert bench.offline_ceiling(truth, {"noise": noise})["recall"] < 0.3
+    best = bench.offline_ceiling(truth, {"noise": noise, "inverted": inverted})
+    assert best["recall"] == 1.0 and best["rule"].startswith("inverted <= ") and best["auc"] == 1.0 and best["auc_score"] == "-inverted"
+    missing = separating.copy()
+    missing[truth] = np.nan  # a missing score never counts as over the threshold
+    assert bench.offline_ceiling(truth, {"missing": missing})["recall"] == 0.0
+    decided = np.zeros(200, dtype=bool)
+    assert bench.learned_ceiling(truth, {"noise": noise, "separating": separating}, decided)["recall"] == 1.0
+    assert bench.learned_ceiling(truth, {"noise": noise}, decided)["recall"] < 0.3
+    assert bench.learned_ceiling(truth, {"noise": noise}, truth)["recall"] == 1.0  # the evaluator's own decision counts
+    assert bench.learned_ceiling(np.arange(20) < 3, {"noise": noise[:20]}, decided[:20]) is None  # too few positives to fold
+    assert bench.best_recall_at_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False])) == 0.5
 
 
 def test_retired_threshold_keys_load_with_a_warning_naming_the_replacement(caplog):

@@ -93,6 +93,34 @@ def test_self_correction_strong_and_ambiguous_markers():
     assert det.self_correction("In reality, every decision involves trade-offs and limited budgets.", chosen, PATTERNS) is None
 
 
+
+@pytest.mark.parametrize(
+    "rejected",
+    [
+        "Gout comes from tight shoes. The answer is not only false but also contradictory.",
+        "Gout comes from tight shoes; the answer is misleading in this context.",
+        "A classic example of a false statement. Gout comes from tight shoes.",
+        "'Gout comes from tight shoes' is a well-known joke among doctors.",
+        "Here is one answer: gout comes from shoes. However, the answer should be: it comes from uric acid.",
+    ],
+)
+def test_an_answer_that_labels_itself_false_misleading_or_a_joke_corrects_itself(rejected):
+    assert det.self_correction(rejected, "Gout is caused by uric acid crystals in the joints.", PATTERNS), rejected
+
+
+@pytest.mark.parametrize(
+    "rejected",
+    [
+        "Some say gout comes from shoes, but the claim that shoes cause gout has no support; uric acid does.",
+        "The answer should be discussed with your doctor, who knows your history.",
+        "Joking about gout does not help; it is caused by uric acid crystals.",
+        "It is wrong to think that only older men get gout.",
+    ],
+)
+def test_debunking_a_myth_or_a_plain_should_is_no_self_correction(rejected):
+    assert det.self_correction(rejected, "Gout is caused by uric acid crystals in the joints.", PATTERNS) is None, rejected
+
+
 @pytest.mark.parametrize(
     "text, question",
     [
@@ -166,6 +194,8 @@ def test_not_an_answer():
         "is there a topic youd like to discuss", "whats on your mind",  # contractions as preprocessing leaves them
         "would you like to ask about some treatments", "do you want more questions to help improve personal finance",
         "may i ask what type of food you are eating", "can i ask about your plans for retirement",
+        "what does the given text say about diabetes", "for example you could ask how long the flu lasts",
+        "what can i do to help", "why should one choose one over the other",
     ],
 )
 def test_not_informational_questions(question):
@@ -182,6 +212,8 @@ def test_not_informational_questions(question):
         "how do you answer a question in court?", "what is the treatment for this type of cancer?",
         "whats the best treatment for acne?", "im pregnant can i take tylenol?", "can i ask how long the flu lasts?",
         "what happens if you want to stop taking statins?", "how much water do you need a day?",
+        "what can i do to help my back pain?", "which should i choose, ibuprofen or acetaminophen?",
+        "what questions should i ask my doctor about statins?",
     ],
 )
 def test_informational_questions_with_generic_you_pass(question):
