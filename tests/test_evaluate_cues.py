@@ -102,6 +102,7 @@ def test_self_correction_strong_and_ambiguous_markers():
         "A classic example of a false statement. Gout comes from tight shoes.",
         "'Gout comes from tight shoes' is a well-known joke among doctors.",
         "Here is one answer: gout comes from shoes. However, the answer should be: it comes from uric acid.",
+        'Gout comes from shoes. In reality, the answer is "it comes from uric acid crystals".',
     ],
 )
 def test_an_answer_that_labels_itself_false_misleading_or_a_joke_corrects_itself(rejected):
@@ -196,6 +197,8 @@ def test_not_an_answer():
         "may i ask what type of food you are eating", "can i ask about your plans for retirement",
         "what does the given text say about diabetes", "for example you could ask how long the flu lasts",
         "what can i do to help", "why should one choose one over the other",
+        "what brings you here today", "why dont you ask about the common treatments for gout",
+        "can you offer an example of a strong password", "should a doctor see your concerns about the rash",
     ],
 )
 def test_not_informational_questions(question):
@@ -213,7 +216,7 @@ def test_not_informational_questions(question):
         "whats the best treatment for acne?", "im pregnant can i take tylenol?", "can i ask how long the flu lasts?",
         "what happens if you want to stop taking statins?", "how much water do you need a day?",
         "what can i do to help my back pain?", "which should i choose, ibuprofen or acetaminophen?",
-        "what questions should i ask my doctor about statins?",
+        "what questions should i ask my doctor about statins?", "why dont you get a fever with a cold?",
     ],
 )
 def test_informational_questions_with_generic_you_pass(question):
