@@ -80,7 +80,7 @@ def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
     return evaluate_labelled(tmp_path_factory.mktemp("labelled"), labelled, cfg, scorer)
 
 
-VLLM_SLICES = {"vllm": "labelled-vllm.yaml", "vllm2": "labelled-vllm2.yaml", "vllm3": "labelled-vllm3.yaml"}  # split -> file
+VLLM_SLICES = {"vllm": "labelled-vllm.yaml", "vllm2": "labelled-vllm2.yaml", "vllm3": "labelled-vllm3.yaml", "vllm4": "labelled-vllm4.yaml"}  # split -> file
 
 
 @pytest.fixture(scope="session")
