@@ -37,11 +37,9 @@ from generation.errors import InputDataError  # noqa: E402
 from generation.evaluation.evaluate import FLAG_CODES, evaluate_file  # noqa: E402
 
 DEFAULT_LABELS = REPO / "tests" / "data" / "eval" / "labelled.yaml"
-VLLM_LABELS = REPO / "tests" / "data" / "eval" / "labelled-vllm.yaml"  # the first held-out slice of vLLM output
-VLLM2_LABELS = REPO / "tests" / "data" / "eval" / "labelled-vllm2.yaml"  # the second: measured once, then developed on
-VLLM3_LABELS = REPO / "tests" / "data" / "eval" / "labelled-vllm3.yaml"  # the third: measured once, then developed on
-VLLM4_LABELS = REPO / "tests" / "data" / "eval" / "labelled-vllm4.yaml"  # the fourth: fresh, measured once
-DEFAULT_LABEL_FILES = (DEFAULT_LABELS, VLLM_LABELS, VLLM2_LABELS, VLLM3_LABELS, VLLM4_LABELS)
+# The vLLM slices, split -> file: each measured once when fresh; all but the last then developed on (SPLIT_NOTES).
+VLLM_SLICES = {split: REPO / "tests" / "data" / "eval" / f"labelled-{split}.yaml" for split in ("vllm", "vllm2", "vllm3", "vllm4")}
+DEFAULT_LABEL_FILES = (DEFAULT_LABELS, *VLLM_SLICES.values())
 SPLIT_ORDER = {"dev": 0, "heldout": 1, "heldout2": 2, "vllm": 3, "vllm2": 4, "vllm3": 5, "vllm4": 6}
 SPLIT_NOTES = {
     "dev": " (rules developed on these)",
@@ -220,6 +218,17 @@ def roc_auc(values: np.ndarray, truth: np.ndarray) -> float | None:
     return float(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
 
 
+def _best_cut(values: np.ndarray, truth: np.ndarray, precision_min: float) -> tuple[np.ndarray, int | None, np.ndarray]:
+    """Flag the pairs whose value is >= a threshold: (values sorted descending, index of the last flagged pair of
+    the threshold with the most true positives at precision >= ``precision_min``, or None, cumulative hits).
+    Thresholds fall between distinct finite values only; a missing value (-inf) is never flagged."""
+    order = np.argsort(-values, kind="stable")
+    ranked, hits = values[order], np.cumsum(truth[order])
+    cut = np.r_[ranked[1:] != ranked[:-1], True] & np.isfinite(ranked)
+    ok = cut & (hits / np.arange(1, values.size + 1) >= precision_min)
+    return ranked, (int(np.flatnonzero(ok)[np.argmax(hits[ok])]) if ok.any() else None), hits
+
+
 def offline_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], precision_min: float = 0.8) -> dict[str, Any] | None:
     """The most that one threshold on one offline score could do for a flag on these pairs: over every score
     column and both directions, the highest recall of a threshold whose precision is >= ``precision_min``, and the
@@ -234,26 +243,16 @@ def offline_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], precision
             auc = roc_auc(v, truth)
             if auc is not None and auc > best["auc"]:
                 best["auc"], best["auc_score"] = round(auc, 3), f"{'' if sign > 0 else '-'}{column}"
-            order = np.argsort(-v, kind="stable")
-            hits = np.cumsum(truth[order])
-            flagged = np.arange(1, v.size + 1)
-            cut = np.r_[v[order][1:] != v[order][:-1], True] & np.isfinite(v[order])  # thresholds between distinct values
-            ok = cut & (hits / flagged >= precision_min)
-            if ok.any():
-                k = int(np.flatnonzero(ok)[np.argmax(hits[ok])])
-                recall = float(hits[k] / truth.sum())
-                if recall > best["recall"]:
-                    best["recall"], best["rule"] = round(recall, 3), f"{column} {op} {sign * v[order][k]:.4g}"
+            ranked, k, hits = _best_cut(v, truth, precision_min)
+            if k is not None and hits[k] / truth.sum() > best["recall"]:
+                best["recall"], best["rule"] = round(float(hits[k] / truth.sum()), 3), f"{column} {op} {sign * ranked[k]:.4g}"
     return best
 
 
 def best_recall_at_precision(probability: np.ndarray, truth: np.ndarray, precision_min: float = 0.8) -> float:
     """The highest recall of a threshold on ``probability`` whose precision is >= ``precision_min`` (0 when none)."""
-    order = np.argsort(-probability, kind="stable")
-    hits = np.cumsum(truth[order])
-    cut = np.r_[probability[order][1:] != probability[order][:-1], True]
-    ok = cut & (hits / np.arange(1, truth.size + 1) >= precision_min)
-    return round(float(hits[ok].max() / truth.sum()), 3) if ok.any() and truth.any() else 0.0
+    _, k, hits = _best_cut(probability, truth, precision_min)
+    return round(float(hits[k] / truth.sum()), 3) if k is not None and truth.any() else 0.0
 
 
 def learned_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], decided: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, Any] | None:

@@ -80,13 +80,10 @@ def labelled_eval(tmp_path_factory, cfg, scorer, labelled):
     return evaluate_labelled(tmp_path_factory.mktemp("labelled"), labelled, cfg, scorer)
 
 
-VLLM_SLICES = {"vllm": "labelled-vllm.yaml", "vllm2": "labelled-vllm2.yaml", "vllm3": "labelled-vllm3.yaml", "vllm4": "labelled-vllm4.yaml"}  # split -> file
-
-
 @pytest.fixture(scope="session")
 def vllm_slices():
     """The vLLM slices by split, each a file of its own."""
-    return {split: bench.read_labels(DATA / name) for split, name in VLLM_SLICES.items()}
+    return {split: bench.read_labels(path) for split, path in bench.VLLM_SLICES.items()}
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +123,7 @@ def test_labelled_set_is_real_labelled_per_flag_and_split(labelled):
     assert sum(not any(p["labels"].values()) for p in labelled) >= 30  # clean pairs
 
 
-@pytest.mark.parametrize("split", sorted(VLLM_SLICES))
+@pytest.mark.parametrize("split", sorted(bench.VLLM_SLICES))
 def test_vllm_slice_is_real_vllm_output_labelled_per_flag(vllm_slices, split):
     pairs = vllm_slices[split]
     assert len(pairs) >= 40
