@@ -54,6 +54,8 @@ PRECISION_FILE = BUNDLED_CONFIGS / "eval" / "precision.json"
 # The flags issue 15 sets goals for (precision and recall >= 0.8 with >= 20 positives).
 GOAL_FLAGS = ("rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "question_not_informational")
 TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n", ""}
+# The judge column that decides each flag when the judge is judge_capable, and its direction (+1: high means flagged).
+JUDGE_SCORES = {"rejected_agrees": ("judge_same_claims", 1.0), "rejected_easy": ("judge_rejected_plausible", -1.0)}
 
 
 def labels_digest(files: list[Path]) -> str:
@@ -194,11 +196,12 @@ def evaluate_label_files(files: list[Path], cfg: Any, folder: Path) -> tuple[lis
     return pairs, found, scores
 
 
-def score_vectors(scores: list[dict[str, str]]) -> dict[str, np.ndarray]:
-    """The offline scores of scores.csv as float columns (NaN where empty); judge columns and row ids left out."""
+def score_vectors(scores: list[dict[str, str]], judge: bool = False) -> dict[str, np.ndarray]:
+    """The offline scores of scores.csv as float columns (NaN where empty), row ids left out; with ``judge``, the
+    judge's columns instead. Columns with no value at all are left out."""
     out = {}
     for column in scores[0] if scores else ():
-        if column.startswith("judge_") or column in ("row", "duplicate_of", "passed"):
+        if column.startswith("judge_") != judge or column in ("row", "duplicate_of", "passed"):
             continue
         try:
             values = np.array([float(s[column]) if s[column] != "" else np.nan for s in scores])
@@ -277,6 +280,39 @@ def learned_ceiling(truth: np.ndarray, columns: dict[str, np.ndarray], decided: 
     return {"recall": best_recall_at_precision(probability, truth), "auc": round(roc_auc(probability, truth) or 0.0, 3), "folds": folds}
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _auc_text(value: float | None) -> str:
+    return "n/a (one class only)" if value is None else f"{value:.2f}"
+
+
+def judge_ranking(truth: np.ndarray, columns: dict[str, np.ndarray], flag: str, precision_min: float = 0.8) -> dict[str, Any] | None:
+    """How well the judge's own score for ``flag`` (JUDGE_SCORES) ranks the labelled pairs: ROC AUC, and the best
+    recall at precision >= ``precision_min`` of one threshold fitted on these pairs (an upper bound, like the
+    offline ceiling). None without that judge column or without positives."""
+    column, sign = JUDGE_SCORES.get(flag, (None, 1.0))
+    if column not in columns or not truth.any():
+        return None
+    values = np.where(np.isnan(columns[column]), -np.inf, sign * columns[column])
+    ranked, k, hits = _best_cut(values, truth, precision_min)
+    return {
+        "score": column if sign > 0 else f"-{column}", "auc": _rounded(roc_auc(values, truth)),
+        "recall": round(float(hits[k] / truth.sum()), 3) if k is not None else 0.0,
+        "threshold": round(float(sign * ranked[k]), 4) if k is not None else None,
+        "answered": int(np.isfinite(columns[column]).sum()),
+    }  # fmt: skip
+
+
+def report_judge(cfg: Any) -> str:
+    """The configured judge's model and whether it decides flags (judge_capable)."""
+    backend = cfg.evaluation.judge.backend
+    if backend is None:
+        return "(none configured)"
+    return f"{backend.model}" + ("" if backend.judge_capable else " (not judge_capable: its columns are filled, the offline cues decide)")
+
+
 def goal_summary(name: str, head: dict[str, Any]) -> str:
     """One line: how many goal flags reach precision and recall >= 0.8 here, the weakest ones, clean-pair alarms."""
     goal = [f for f in GOAL_FLAGS if f in head["flags"]]
@@ -347,9 +383,23 @@ def main(argv: list[str] | None = None) -> int:
         report["offline_ceiling"][flag] = {"one_score": ceiling, "learned": learned}
         if ceiling:
             rule = f" ({ceiling['rule']})" if ceiling["rule"] else ""
-            print(f"  {flag:30s} one score: recall {ceiling['recall']:.2f} at precision >= 0.8{rule}, best ROC AUC {ceiling['auc']:.2f} ({ceiling['auc_score']})")
+            print(f"  {flag:30s} one score: recall {ceiling['recall']:.2f} at precision >= 0.8{rule}, best ROC AUC " + (f"{ceiling['auc']:.2f} ({ceiling['auc_score']})" if ceiling["auc_score"] else _auc_text(None)))
         if learned:
             print(f"  {'':30s} all scores + the evaluator's decision, logistic, {learned['folds']}-fold: recall {learned['recall']:.2f} at precision >= 0.8, ROC AUC {learned['auc']:.2f}")
+    judge_columns = {name: values[groups[head]] for name, values in score_vectors(scores, judge=True).items()}
+    if judge_columns:
+        report["judge_ranking"] = {}
+        print(f"\njudge {report_judge(cfg)} on {head}: how its own score ranks the pairs (threshold fitted on these same pairs)")
+        for flag in JUDGE_SCORES:
+            truth = np.array([pairs[i]["labels"].get(flag, False) for i in groups[head]], dtype=bool)
+            known = np.array([flag in pairs[i]["labels"] for i in groups[head]], dtype=bool)
+            ranking = judge_ranking(truth[known], {k: v[known] for k, v in judge_columns.items()}, flag)
+            report["judge_ranking"][flag] = ranking
+            if ranking:
+                print(
+                    f"  {flag:30s} {ranking['score']}: ROC AUC {_auc_text(ranking['auc'])}, recall {ranking['recall']:.2f} at precision >= 0.8"
+                    f" (threshold {ranking['threshold']}; {ranking['answered']} pairs answered)"
+                )  # fmt: skip
     if timing:
         report["timing"] = timing
         print(f"\ntiming: {timing['pairs']} pairs evaluated in {timing['wall_s']} s wall, {timing['cpu_s']} s CPU (load may be shared)")

@@ -489,6 +489,24 @@ def test_bench_offline_ceiling_finds_what_one_score_or_all_scores_can_separate()
     assert bench.best_recall_at_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False])) == 0.5
 
 
+def test_bench_judge_ranking_reads_each_flags_judge_column_in_its_direction():
+    import numpy as np
+
+    truth = np.array([True, True, False, False, False])
+    same = np.array([0.9, 0.7, 0.8, 0.2, np.nan])  # one pair the judge did not answer
+    plausible = np.array([0.1, 0.3, 0.9, 0.8, 0.7])  # low plausibility marks an easy negative
+    columns = {"judge_same_claims": same, "judge_rejected_plausible": plausible}
+    agrees = bench.judge_ranking(truth, columns, "rejected_agrees")
+    assert agrees["score"] == "judge_same_claims" and agrees["auc"] == 0.833 and agrees["answered"] == 4
+    assert agrees["recall"] == 0.5 and agrees["threshold"] == 0.9  # 0.8 would let a negative in: precision 2/3
+    easy = bench.judge_ranking(truth, columns, "rejected_easy")
+    assert easy["score"] == "-judge_rejected_plausible" and easy["auc"] == 1.0 and easy["recall"] == 1.0 and easy["threshold"] == 0.3
+    assert bench.judge_ranking(truth, {"judge_same_claims": same}, "rejected_easy") is None  # no plausibility column
+    assert bench.judge_ranking(np.zeros(5, dtype=bool), columns, "rejected_agrees") is None
+    scores = [{"flags": "", "claim_support": "0.5", "judge_same_claims": "0.7"}, {"flags": "x", "claim_support": "", "judge_same_claims": ""}]
+    assert set(bench.score_vectors(scores)) == {"claim_support"} and set(bench.score_vectors(scores, judge=True)) == {"judge_same_claims"}
+
+
 def test_retired_threshold_keys_load_with_a_warning_naming_the_replacement(caplog):
     with caplog.at_level("WARNING", logger="generation.config"):
         cfg = load_config(None, ["evaluation.thresholds.agreement_max=0.85", "evaluation.thresholds.agreement_paraphrase=0.93"])
