@@ -4,6 +4,8 @@
     python bench/evaluator.py --labels my_set.csv    # your own labelled pairs (CSV or YAML, see below; repeatable)
     python bench/evaluator.py --write                # also store the figures in configs/eval/precision.json
     python bench/evaluator.py --time-pairs 300       # also time the whole evaluation of 300 pairs
+    python bench/evaluator.py --set evaluation.judge.model=qwen2.5-32b-instruct-vllm-judge
+                                                     # with a judge: also how its own scores rank the pairs
 
 A labels file is either our YAML (a list of pairs with ``prompt``, ``chosen``, ``rejected`` and a ``labels``
 mapping flag -> true/false, optional ``split`` and ``source``) or a CSV with columns ``prompt``, ``chosen``,
