@@ -375,13 +375,19 @@ def main(argv: list[str] | None = None) -> int:
     report["offline_ceiling"] = {}
     print(f"\noffline ceiling on {head}: what re-tuning could give (one threshold on one offline score, fitted on these same pairs:")
     print("  an upper bound; and a logistic regression over all of them, cross-validated)")
-    for flag in GOAL_FLAGS:
+
+    def labelled(flag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the pairs of ``head`` that carry a label for ``flag``: the truth, the evaluator's decision, and the mask."""
         truth = np.array([pairs[i]["labels"].get(flag, False) for i in groups[head]], dtype=bool)
         known = np.array([flag in pairs[i]["labels"] for i in groups[head]], dtype=bool)
         decided = np.array([flag in found[i] for i in groups[head]], dtype=bool)
+        return truth[known], decided[known], known
+
+    for flag in GOAL_FLAGS:
+        truth, decided, known = labelled(flag)
         known_columns = {k: v[known] for k, v in columns.items()}
-        ceiling = offline_ceiling(truth[known], known_columns)
-        learned = learned_ceiling(truth[known], known_columns, decided[known])
+        ceiling = offline_ceiling(truth, known_columns)
+        learned = learned_ceiling(truth, known_columns, decided)
         report["offline_ceiling"][flag] = {"one_score": ceiling, "learned": learned}
         if ceiling:
             rule = f" ({ceiling['rule']})" if ceiling["rule"] else ""
@@ -391,17 +397,21 @@ def main(argv: list[str] | None = None) -> int:
     judge_columns = {name: values[groups[head]] for name, values in score_vectors(scores, judge=True).items()}
     if judge_columns:
         report["judge_ranking"] = {}
-        print(f"\njudge {report_judge(cfg)} on {head}: how its own score ranks the pairs (threshold fitted on these same pairs)")
+        print(f"\njudge {report_judge(cfg)} on {head}: how its own score ranks the pairs (threshold fitted on these same pairs),")
+        print("  and a logistic regression over the offline scores, the judge's scores and the evaluator's decision, cross-validated")
         for flag in JUDGE_SCORES:
-            truth = np.array([pairs[i]["labels"].get(flag, False) for i in groups[head]], dtype=bool)
-            known = np.array([flag in pairs[i]["labels"] for i in groups[head]], dtype=bool)
-            ranking = judge_ranking(truth[known], {k: v[known] for k, v in judge_columns.items()}, flag)
-            report["judge_ranking"][flag] = ranking
+            truth, decided, known = labelled(flag)
+            known_judge = {k: v[known] for k, v in judge_columns.items()}
+            ranking = judge_ranking(truth, known_judge, flag)
+            with_judge = learned_ceiling(truth, {**{k: v[known] for k, v in columns.items()}, **known_judge}, decided)
+            report["judge_ranking"][flag] = {"judge_score": ranking, "learned_with_judge": with_judge}
             if ranking:
                 print(
                     f"  {flag:30s} {ranking['score']}: ROC AUC {_auc_text(ranking['auc'])}, recall {ranking['recall']:.2f} at precision >= 0.8"
                     f" (threshold {ranking['threshold']}; {ranking['answered']} pairs answered)"
                 )  # fmt: skip
+            if with_judge:
+                print(f"  {'':30s} offline + judge scores + the evaluator's decision, logistic, {with_judge['folds']}-fold: recall {with_judge['recall']:.2f} at precision >= 0.8, ROC AUC {with_judge['auc']:.2f}")
     if timing:
         report["timing"] = timing
         print(f"\ntiming: {timing['pairs']} pairs evaluated in {timing['wall_s']} s wall, {timing['cpu_s']} s CPU (load may be shared)")

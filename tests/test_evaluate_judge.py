@@ -113,3 +113,31 @@ def test_run_evaluates_into_eval_folder(tmp_path, model_server):
     assert (out / "eval" / "report.html").is_file() and (out / "eval" / "filtered.csv").is_file()
     assert "## Quality" in (out / "README.md").read_text(encoding="utf-8")
     assert "eval/summary.json" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_bench_reports_how_the_judges_scores_rank_a_labelled_set(tmp_path, model_server, capsys):
+    import importlib.util
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_evaluator_judged", repo / "bench" / "evaluator.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # 10 real vLLM pairs: 2 rejected_agrees positives, and 5 rejected_easy positives and 5 negatives (the fewest the
+    # cross-validated fit takes)
+    vllm4 = yaml.safe_load((repo / "tests" / "data" / "eval" / "labelled-vllm4.yaml").read_text(encoding="utf-8"))
+    pairs = [vllm4[i] for i in (0, 3, 4, 7, 8, 10, 11, 12, 14, 15)]
+    assert [sum(p["labels"][flag] for p in pairs) for flag in ("rejected_agrees", "rejected_easy")] == [2, 5]
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(yaml.safe_dump(pairs, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    figures = tmp_path / "figures.json"
+    config = judge_config(tmp_path, model_server, capable=False)
+    assert bench.main(["--labels", str(labels), "-c", str(config), "--resamples", "20", "--json", str(figures)]) == 0
+    out = capsys.readouterr().out
+    assert f"judge {MODEL_ALIAS} (not judge_capable" in out
+    ranking = json.loads(figures.read_text(encoding="utf-8"))["judge_ranking"]
+    agrees, easy = ranking["rejected_agrees"], ranking["rejected_easy"]
+    assert agrees["judge_score"]["answered"] == easy["judge_score"]["answered"] == 10
+    assert agrees["judge_score"]["score"] == "judge_same_claims" and easy["judge_score"]["score"] == "-judge_rejected_plausible"
+    assert all(0.0 <= entry["judge_score"]["auc"] <= 1.0 for entry in (agrees, easy))
+    assert agrees["learned_with_judge"] is None  # 2 positives: too few for 5 folds
+    assert 0.0 <= easy["learned_with_judge"]["recall"] <= 1.0 and easy["learned_with_judge"]["folds"] == 5
