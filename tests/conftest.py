@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,6 +26,14 @@ from generation.endpoints.embedded import EmbeddedServer, free_port  # noqa: E40
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
+
+
+def load_bench_evaluator():
+    """bench/evaluator.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_evaluator", REPO / "bench" / "evaluator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ configs/eval/precision.json (the figures the gate default and the report use).
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import load_bench_evaluator
 
 from generation.cli import cli
 from generation.config import GATE_PRECISION_MIN, PRECISION_FILE, load_config, measured_precise_flags
@@ -27,7 +27,6 @@ from generation.evaluation.judge import scale_score, yes_probability
 from generation.evaluation.review import export_review, import_review
 
 DATA = Path(__file__).parent / "data" / "eval"
-REPO = Path(__file__).resolve().parent.parent
 # Flags the labelled set labels (chosen_doubtful needs a capable judge; contaminated needs a reference).
 LABELLED_FLAGS = (
     "rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "chosen_self_contradictory",
@@ -35,9 +34,7 @@ LABELLED_FLAGS = (
 )  # fmt: skip
 GOAL_FLAGS = ("rejected_agrees", "rejected_easy", "rejected_self_corrects", "rejected_self_contradictory", "question_not_informational")
 
-_spec = importlib.util.spec_from_file_location("bench_evaluator", REPO / "bench" / "evaluator.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_bench_evaluator()
 
 
 def write_pairs(path: Path, rows: list[dict]) -> Path:

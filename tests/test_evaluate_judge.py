@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MODEL_ALIAS, synthgen, tiny_config
+from conftest import MODEL_ALIAS, REPO, load_bench_evaluator, synthgen, tiny_config
 
 from generation.config import load_config
 from generation.evaluation.evaluate import evaluate_file
@@ -116,15 +116,10 @@ def test_run_evaluates_into_eval_folder(tmp_path, model_server):
 
 
 def test_bench_reports_how_the_judges_scores_rank_a_labelled_set(tmp_path, model_server, capsys):
-    import importlib.util
-
-    repo = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("bench_evaluator_judged", repo / "bench" / "evaluator.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench_evaluator()
     # 10 real vLLM pairs: 2 rejected_agrees positives, and 5 rejected_easy positives and 5 negatives (the fewest the
     # cross-validated fit takes)
-    vllm4 = yaml.safe_load((repo / "tests" / "data" / "eval" / "labelled-vllm4.yaml").read_text(encoding="utf-8"))
+    vllm4 = yaml.safe_load((REPO / "tests" / "data" / "eval" / "labelled-vllm4.yaml").read_text(encoding="utf-8"))
     pairs = [vllm4[i] for i in (0, 3, 4, 7, 8, 10, 11, 12, 14, 15)]
     assert [sum(p["labels"][flag] for p in pairs) for flag in ("rejected_agrees", "rejected_easy")] == [2, 5]
     labels = tmp_path / "labels.yaml"
